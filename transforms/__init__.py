@@ -1,0 +1,1 @@
+"""Landmark-aware MONAI transforms (array and dictionary forms), depending on MONAI only."""
