@@ -1,0 +1,17 @@
+"""Ignite/MONAI handlers used by the landmark bundles (one handler per file)."""
+
+from mlm.handlers.checkpoint_loader import LandmarkCheckpointLoader
+from mlm.handlers.checkpoint_saver import TrainingCheckpointSaver
+from mlm.handlers.gradient_sync import AllReduceGradients
+from mlm.handlers.landmark_report import LandmarkReportHandler
+from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
+from mlm.handlers.sigma_logger import SigmaLogger
+
+__all__ = [
+    "AllReduceGradients",
+    "LandmarkCheckpointLoader",
+    "LandmarkReportHandler",
+    "ResumeFromCheckpoint",
+    "SigmaLogger",
+    "TrainingCheckpointSaver",
+]

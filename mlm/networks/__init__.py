@@ -1,0 +1,27 @@
+"""Landmark localization networks: SpatialConfiguration-Net, Localization U-Net and their building blocks."""
+
+from mlm.networks.blocks import (
+    ContractingBlock,
+    ConvAct,
+    CubicUpsample,
+    ExpandingBlock,
+    LinearUpsample,
+    check_divisible,
+    keys_cubic_kernel,
+)
+from mlm.networks.scn import SCNLocalAppearance, SCNSpatialConfiguration, SpatialConfigurationNet
+from mlm.networks.unet import LocalizationUNet
+
+__all__ = [
+    "ContractingBlock",
+    "ConvAct",
+    "CubicUpsample",
+    "ExpandingBlock",
+    "LinearUpsample",
+    "LocalizationUNet",
+    "SCNLocalAppearance",
+    "SCNSpatialConfiguration",
+    "SpatialConfigurationNet",
+    "check_divisible",
+    "keys_cubic_kernel",
+]

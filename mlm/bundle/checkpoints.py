@@ -1,0 +1,112 @@
+"""Checkpoint discovery and compatibility checks: a checkpoint from another bundle fails with a clear message."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["latest_checkpoint", "checkpoint_landmark_count", "check_checkpoint_compatible", "load_checkpoint"]
+
+
+def latest_checkpoint(
+    ckpt_dir: str | os.PathLike, patterns: Sequence[str] = ("checkpoint*.pt", "model.pt")
+) -> str | None:
+    """The most recently written checkpoint in ``ckpt_dir`` matching ``patterns`` (None if there is none).
+
+    Temporary files of an interrupted save (hidden ``.*`` names) are ignored, so a resume never picks a partial file.
+    """
+    files = [f for p in patterns for f in glob.glob(os.path.join(str(ckpt_dir), p))]
+    files = [f for f in files if os.path.isfile(f) and not os.path.basename(f).startswith(".")]
+    return max(files, key=os.path.getmtime) if files else None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """``torch.load`` with a clear error naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} not found: train the bundle first (configs/train.yaml writes models/model.pt) or pass "
+            "`--ckpt_path <file>`."
+        )
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}).") from e
+    if not isinstance(ckpt, Mapping):
+        raise ValueError(f"checkpoint {path} is not a state dict (got {type(ckpt).__name__}).")
+    return dict(ckpt)
+
+
+def _landmarks_of_module(module: nn.Module) -> int | None:
+    module = getattr(module, "module", module)  # DistributedDataParallel
+    n = getattr(module, "num_landmarks", None)
+    return int(n) if n is not None else None
+
+
+def checkpoint_landmark_count(checkpoint: Mapping[str, Any], model_key: str = "model") -> int | None:
+    """Landmarks predicted by the model in ``checkpoint``: the loss's ``sigmas`` length or the output channels of the
+    last heatmap layer (None if it cannot be told)."""
+    loss = checkpoint.get("loss")
+    if isinstance(loss, Mapping) and "sigmas" in loss:
+        return int(torch.as_tensor(loss["sigmas"]).numel())
+    model = checkpoint.get(model_key, checkpoint)
+    if isinstance(model, Mapping):
+        heads = [k for k in model if "heatmap" in k and k.endswith("weight")]
+        if heads:
+            return int(model[heads[-1]].shape[0])
+    return None
+
+
+def check_checkpoint_compatible(
+    path: str | os.PathLike, load_dict: Mapping[str, Any], checkpoint: Mapping[str, Any] | None = None
+) -> dict:
+    """Check that the modules of ``load_dict`` can load ``path`` (same keys and shapes); return the checkpoint.
+
+    Args:
+        path: the checkpoint file (for messages, and loaded when ``checkpoint`` is None).
+        load_dict: ``{name: object}`` as given to MONAI's ``CheckpointLoader`` (``{"model": network, ...}``).
+        checkpoint: the already loaded checkpoint, if any.
+
+    Raises:
+        ValueError: a module's parameters do not match: the message names the checkpoint and, when the
+            mismatch is the landmark count, both counts (checkpoint vs this bundle's network).
+    """
+    ckpt = dict(checkpoint) if checkpoint is not None else load_checkpoint(path)
+    single = len(load_dict) == 1 and next(iter(load_dict)) not in ckpt
+    for name, obj in load_dict.items():
+        if not isinstance(obj, nn.Module):
+            continue
+        state = ckpt if single else ckpt.get(name)
+        if state is None:
+            raise ValueError(f"checkpoint {path} has no '{name}' entry (it holds {sorted(ckpt)}).")
+        own = getattr(obj, "module", obj).state_dict()
+        missing = sorted(set(own) - set(state))
+        mismatched = [k for k in own if k in state and tuple(own[k].shape) != tuple(torch.as_tensor(state[k]).shape)]
+        if not missing and not mismatched:
+            continue
+        ckpt_n = checkpoint_landmark_count(ckpt if not single else {"model": ckpt})
+        net_n = _landmarks_of_module(obj)
+        if name == "loss" and hasattr(obj, "num_landmarks"):
+            net_n = int(obj.num_landmarks)
+        if ckpt_n is not None and net_n is not None and ckpt_n != net_n:
+            raise ValueError(
+                f"checkpoint {path} was trained for {ckpt_n} landmarks but this bundle's {name} has {net_n}: it "
+                "comes from another bundle or configuration."
+            )
+        detail = (
+            f"parameter '{mismatched[0]}' has shape {tuple(torch.as_tensor(state[mismatched[0]]).shape)} in the "
+            f"checkpoint and {tuple(own[mismatched[0]].shape)} in the network"
+            if mismatched
+            else f"{len(missing)} parameters are missing from it (e.g. '{missing[0]}')"
+        )
+        raise ValueError(
+            f"checkpoint {path} does not fit this bundle's {name}: {detail}; it comes from another network "
+            "configuration (num_filters, num_levels, network_def, ...)."
+        )
+    return ckpt

@@ -1,0 +1,79 @@
+"""Transform pipelines the bundles compose: preprocessing with or without landmarks, and the random training window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.transforms import RandSpatialCropd, SpatialPadd
+
+from transforms.landmarks.dictionary import LoadLandmarksd, TrackLandmarksd
+from transforms.presets import scn_preprocessing
+
+__all__ = ["landmark_preprocessing", "random_window_crop"]
+
+
+def landmark_preprocessing(
+    spatial_dims: int,
+    spacing: float | Sequence[float],
+    spatial_size: Sequence[int],
+    num_landmarks: int | None = None,
+    with_landmarks: bool = True,
+    image_key: str = "image",
+    landmark_key: str = "landmarks",
+    outside: str = "error",
+    spacing_key: str | None = "spacing",
+    normalization: str | None = "default",
+) -> list:
+    """Deterministic preprocessing of the SCN bundles (:func:`transforms.presets.scn_preprocessing`).
+
+    Load (channel first) -> pixel spacing of pixel-only images (the item's ``spacing``) -> landmarks into the
+    image's voxel grid -> RAS orientation (3D) -> resample to ``spacing`` mm -> centre pad/crop to
+    ``spatial_size`` (``-1`` keeps an axis, e.g. the spine's z extent) -> landmarks tracked into the new grid ->
+    intensity normalisation (X-ray 2D, CT HU/2048 3D).
+
+    Args:
+        spatial_dims: 2 or 3.
+        spacing: output spacing, mm (float or per axis).
+        spatial_size: output grid, ``-1`` keeps that axis's size.
+        num_landmarks: expected landmarks per file (a file with another count raises, naming the file).
+        with_landmarks: False for inference on images without annotations: the landmark steps are left out.
+        image_key, landmark_key: data-dict keys.
+        outside: landmarks outside their image: ``"error"``, ``"missing"`` (NaN row) or ``"keep"``.
+        spacing_key: data-dict key of a per-item pixel spacing (images without physical metadata), or None.
+        normalization: ``"xray"``, ``"ct"``, None or ``"default"`` (xray in 2D, ct in 3D).
+
+    Returns:
+        list of dictionary transforms.
+    """
+    xs = scn_preprocessing(
+        image_key=image_key,
+        landmark_key=landmark_key,
+        spatial_dims=spatial_dims,
+        spacing=spacing,
+        spatial_size=spatial_size,
+        num_landmarks=num_landmarks,
+        outside=outside,
+        spacing_key=spacing_key,
+        normalization=normalization,
+    )
+    if not with_landmarks:
+        xs = [x for x in xs if not isinstance(x, LoadLandmarksd | TrackLandmarksd)]
+    return xs
+
+
+def random_window_crop(
+    roi_size: Sequence[int],
+    image_key: str = "image",
+    landmark_key: str = "landmarks",
+    pad_value: float = -1.0,
+) -> list:
+    """A random training window of ``roi_size`` (Payer's random z-crop of the spine): pad to at least the window
+    (with ``pad_value``, -1 = air after CT normalisation), crop at a random position, track the landmarks.
+
+    Landmarks outside the window keep their (outside) coordinates: their Gaussian targets fall off the grid.
+    """
+    return [
+        SpatialPadd(keys=image_key, spatial_size=list(roi_size), mode="constant", value=pad_value),
+        RandSpatialCropd(keys=image_key, roi_size=list(roi_size), random_size=False),
+        TrackLandmarksd(keys=landmark_key, ref_key=image_key),
+    ]

@@ -1,0 +1,87 @@
+"""Engine wiring for landmark detection: how a batch of images and landmarks reaches the network and the loss.
+
+MONAI's ``SupervisedTrainer`` calls ``loss_function(pred, label)`` with what ``prepare_batch`` returns as the
+label. For heatmap regression with targets built inside the loss (so that sigma can be learned, see
+:class:`mlm.losses.SCNHeatmapLoss`) the label is the landmark tensor itself: :class:`PrepareLandmarkBatch`
+returns ``(image (B, C, *S), landmarks (B, N, D))``, landmarks in voxel coordinates of the image, NaN rows for
+missing landmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+from monai.engines.utils import PrepareBatch
+
+__all__ = ["PrepareLandmarkBatch", "lower_is_better"]
+
+
+class PrepareLandmarkBatch(PrepareBatch):
+    """``prepare_batch`` for trainers and evaluators: ``(image, landmarks)`` from a collated batch dict.
+
+    Args:
+        image_key: key of the batched image ``(B, C, *S)`` (a ``MetaTensor`` keeps its affine, which the
+            post-processing uses to map voxel coordinates to world mm).
+        landmarks_key: key of the batched landmarks ``(B, N, D)`` (voxel coordinates, NaN rows missing).
+            When the batch has no such key, or holds unloaded file names (plain inference), the label is ``None``.
+        num_landmarks: expected ``N``; a batch with another count raises ``ValueError`` naming the images.
+
+    Returns (from ``__call__``): ``image`` on ``device`` and ``landmarks`` as a plain float32 tensor
+    ``(B, N, D)`` on ``device`` (or ``None``).
+    """
+
+    def __init__(
+        self, image_key: str = "image", landmarks_key: str = "landmarks", num_landmarks: int | None = None
+    ) -> None:
+        self.image_key = image_key
+        self.landmarks_key = landmarks_key
+        self.num_landmarks = num_landmarks
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not isinstance(batchdata, Mapping) or self.image_key not in batchdata:
+            keys = list(batchdata) if isinstance(batchdata, Mapping) else type(batchdata).__name__
+            raise ValueError(f"PrepareLandmarkBatch: the batch has no {self.image_key!r} entry (got {keys}).")
+        image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        landmarks = batchdata.get(self.landmarks_key)
+        if not isinstance(landmarks, torch.Tensor):  # absent, or file names that inference did not load
+            return image, None
+        if isinstance(landmarks, MetaTensor):
+            landmarks = landmarks.as_tensor()
+        landmarks = landmarks.to(device=device, dtype=torch.float32, non_blocking=non_blocking)
+        if landmarks.ndim != 3 or landmarks.shape[0] != image.shape[0] or landmarks.shape[-1] != image.ndim - 2:
+            raise ValueError(
+                f"PrepareLandmarkBatch: landmarks must be (B, N, D) = ({image.shape[0]}, N, {image.ndim - 2}) for images "
+                f"{tuple(image.shape)}, got {tuple(landmarks.shape)} (images {_names(image)})."
+            )
+        if self.num_landmarks is not None and landmarks.shape[1] != self.num_landmarks:
+            raise ValueError(
+                f"PrepareLandmarkBatch: {landmarks.shape[1]} landmarks per image, the network predicts "
+                f"{self.num_landmarks} (images {_names(image)})."
+            )
+        return image, landmarks
+
+
+def lower_is_better(current: float, prev: float) -> bool:
+    """``metric_cmp_fn`` for evaluators whose key metric is an error (MRE): True when ``current`` improves on ``prev``.
+
+    MONAI starts ``best_metric`` at -1, which no error can beat with ``<``; a negative ``prev`` means "none yet".
+    """
+    return prev < 0 or current < prev
+
+
+def _names(image: torch.Tensor) -> list[str]:
+    """File names of a batched MetaTensor (for error messages)."""
+    if isinstance(image, MetaTensor):
+        names = image.meta.get("filename_or_obj")
+        if names is not None:
+            return [str(n) for n in (names if isinstance(names, list | tuple) else [names])]
+    return ["<unknown>"]

@@ -1,0 +1,192 @@
+"""Evaluation report of a landmark detector: metrics JSON/CSV, cumulative IPE plot, overlays, printed summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from monai.utils import IgniteInfo, min_version, optional_import
+
+from mlm.heatmaps import world_to_voxel
+from mlm.metrics import (
+    DEFAULT_RADII,
+    identification_rate_per_landmark,
+    identified_landmarks,
+    per_landmark_table,
+    point_errors,
+    summarize_errors,
+)
+from mlm.prediction import image_affine
+from mlm.reports import write_metrics_csv, write_metrics_json
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+
+__all__ = ["LandmarkReportHandler"]
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().as_subclass(torch.Tensor)
+    return np.asarray(x, dtype=np.float64)
+
+
+class LandmarkReportHandler:
+    """Collect predictions and ground truth (world mm) of an evaluator run and write the evaluation report.
+
+    Reads, per decollated item of ``engine.state.output``: ``pred_key`` and ``label_key``, both ``(N, D)`` world mm
+    (the output of :class:`mlm.prediction.HeatmapsToLandmarksd` / :class:`mlm.prediction.LandmarksToWorldd`),
+    the preprocessed image under ``image_key`` (for the overlays) and the item id from ``engine.state.batch``.
+    At ``Events.COMPLETED`` it writes to ``output_dir``:
+
+    - ``metrics.json``: :func:`mlm.metrics.summarize_errors` (PE mean/SD/median/max, IPE, SDR and outliers at
+      ``radii``), plus ``identification_rate`` when ``identification`` and the image ids;
+    - ``metrics_per_landmark.csv``: one row per landmark (PE statistics, SDR, ID rate);
+    - ``errors_per_image.csv``: the point error of every landmark of every image (mm; empty = no ground truth);
+    - ``cumulative_ipe.png`` and ``overlays/<id>.png`` for the first ``num_overlays`` images;
+
+    and logs/prints a short summary. ``engine.state.metrics`` receives ``mre`` (and ``id_rate``).
+
+    Args:
+        output_dir: report folder (created).
+        names: N landmark names.
+        radii: SDR/outlier radii in mm.
+        identification: also compute the identification rate (spine).
+        max_dist: identification radius, mm.
+        num_overlays: overlay PNGs to draw (0: none).
+        method_name: curve label in the cumulative plot.
+        pred_key, label_key, image_key, id_key: keys of the engine output / batch.
+        print_summary: print the summary to stdout as well as logging it.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        names: Sequence[str] | None = None,
+        radii: Sequence[float] = DEFAULT_RADII,
+        identification: bool = False,
+        max_dist: float = 20.0,
+        num_overlays: int = 4,
+        method_name: str = "prediction",
+        pred_key: str = "pred",
+        label_key: str = "label",
+        image_key: str = "image",
+        id_key: str = "id",
+        print_summary: bool = True,
+        name: str | None = None,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.names = None if names is None else [str(n) for n in names]
+        self.radii = tuple(float(r) for r in radii)
+        self.identification = identification
+        self.max_dist = float(max_dist)
+        self.num_overlays = int(num_overlays)
+        self.method_name = method_name
+        self.pred_key, self.label_key, self.image_key, self.id_key = pred_key, label_key, image_key, id_key
+        self.print_summary = print_summary
+        self.logger = logging.getLogger(name)
+        self.reset()
+
+    def reset(self) -> None:
+        self.ids: list[str] = []
+        self.pred: list[np.ndarray] = []
+        self.true: list[np.ndarray] = []
+        self.overlays: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda _: self.reset())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def collect(self, engine: Engine) -> None:
+        """Append the current iteration's items (decollated list or a single dict)."""
+        outputs = engine.state.output
+        batches = engine.state.batch
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        batches = batches if isinstance(batches, list) else [batches] * len(outputs)
+        for out, bat in zip(outputs, batches):
+            if out.get(self.label_key) is None:
+                raise ValueError(
+                    "LandmarkReportHandler: the evaluator output has no ground truth (label); "
+                    "evaluate needs a datalist split with landmark files."
+                )
+            item = out.get(self.id_key, bat.get(self.id_key) if isinstance(bat, dict) else None)
+            item = str(item) if item is not None else f"image{len(self.ids):04d}"
+            pred, true = _np(out[self.pred_key]), _np(out[self.label_key])
+            self.ids.append(item)
+            self.pred.append(pred)
+            self.true.append(true)
+            if len(self.overlays) < self.num_overlays and self.image_key in out:
+                image = out[self.image_key]
+                affine = image_affine(image, pred.shape[-1])
+                vox = [_np(world_to_voxel(torch.as_tensor(w), affine)) for w in (pred, true)]
+                self.overlays.append((item, _np(image)[0], vox[0], vox[1]))
+
+    def summary(self) -> dict:
+        """Metric summary of the collected images."""
+        if not self.pred:
+            raise ValueError("LandmarkReportHandler: no images were evaluated.")
+        pred, true = np.stack(self.pred), np.stack(self.true)
+        errors = point_errors(pred, true)
+        summary = {"units": "mm", "ids": list(self.ids), **summarize_errors(errors, self.radii)}
+        if self.identification:
+            ok = identified_landmarks(pred, true, self.max_dist)
+            present = ~np.isnan(ok)
+            summary["identification_rate"] = float(ok[present].sum() / present.sum()) if present.any() else None
+            summary["identification_max_dist_mm"] = self.max_dist
+        return summary
+
+    def __call__(self, engine: Engine) -> None:
+        from mlm.visualize import plot_cumulative_ipe, plot_overlay
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        pred, true = np.stack(self.pred), np.stack(self.true)
+        errors = point_errors(pred, true)
+        summary = self.summary()
+        table = per_landmark_table(errors, self.names, self.radii)
+        if self.identification:
+            for row, rate in zip(table, identification_rate_per_landmark(pred, true, self.max_dist)):
+                row["id_rate"] = float(rate)
+        write_metrics_json(self.output_dir / "metrics.json", summary)
+        write_metrics_csv(self.output_dir / "metrics_per_landmark.csv", table)
+        names = self.names or [str(k) for k in range(errors.shape[1])]
+        rows = [
+            {"id": i, **{n: (None if np.isnan(e) else float(e)) for n, e in zip(names, err)}}
+            for i, err in zip(self.ids, errors)
+        ]
+        write_metrics_csv(self.output_dir / "errors_per_image.csv", rows)
+        plot_cumulative_ipe({self.method_name: errors}, self.output_dir / "cumulative_ipe.png", radii=self.radii)
+        if self.overlays:
+            (self.output_dir / "overlays").mkdir(exist_ok=True)
+        for item, image, p, t in self.overlays:
+            plot_overlay(image, p, t, self.output_dir / "overlays" / f"{item}.png", names=self.names, title=item)
+        engine.state.metrics["mre"] = summary["pe_mean"]
+        if self.identification:
+            engine.state.metrics["id_rate"] = summary["identification_rate"]
+        text = self.format_summary(summary)
+        if self.print_summary:
+            print(text, flush=True)
+        else:
+            self.logger.info(text)
+
+    def format_summary(self, s: dict) -> str:
+        """A few lines: images, MRE +- SD, median, SDR at each radius, ID rate, where the report is."""
+        sdr = ", ".join(f"{k} mm {100 * v:.1f}%" for k, v in s["sdr"].items())
+        lines = [
+            f"evaluated {s['num_images']} images, {s['count']} landmarks with ground truth "
+            f"({s['num_missing_predictions']} without prediction)",
+            f"MRE {s['pe_mean']:.2f} +- {s['pe_std']:.2f} mm, median {s['pe_median']:.2f} mm, max {s['pe_max']:.2f} mm",
+            f"SDR: {sdr}",
+        ]
+        if self.identification and s.get("identification_rate") is not None:
+            lines.append(f"ID rate ({self.max_dist:g} mm): {100 * s['identification_rate']:.1f}%")
+        lines.append(f"report written to {self.output_dir}")
+        return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""Plots for landmark detection results (matplotlib, Agg backend): cumulative error curves and overlays.
+
+Every function saves its figure atomically (temporary file in the same folder, then ``os.replace``) and
+returns the path written. Coordinates are voxel indices of the image array, ordered like its axes
+(``(i, j)`` for an ``(H, W)``-shaped array as given: axis 0 is drawn vertically, axis 1 horizontally).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+__all__ = ["plot_cumulative_ipe", "plot_overlay"]
+
+
+def _numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().as_subclass(torch.Tensor).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
+    path = Path(path)
+    if not path.parent.is_dir():
+        plt.close(fig)
+        raise FileNotFoundError(f"cannot save the figure to {path}: folder {path.parent} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=(path.suffix.lstrip(".") or "png"))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_cumulative_ipe(
+    errors_by_method: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    radii: Sequence[float] = (2.0, 2.5, 3.0, 4.0, 10.0),
+    unit: str = "mm",
+    per_image: bool = True,
+    max_error: float | None = None,
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Cumulative distribution of errors, one curve per method: fraction of images (or points) with error <= e.
+
+    Args:
+        errors_by_method: method name -> errors: ``(B, N)`` point errors (NaN = missing GT, inf = missing
+            prediction) or a 1D array of per-image errors.
+        path: output image file (``.png``, ``.pdf``, ``.svg``).
+        radii: vertical guide lines at these errors (SDR radii).
+        unit: unit label of the errors (``"mm"`` or ``"px"``).
+        per_image: with ``(B, N)`` inputs, plot the per-image mean error (IPE, finite errors only) if True,
+            else every point error (inf counted as never reached).
+        max_error: x-axis limit; default the 99th percentile of all finite errors (at least the largest radius).
+        title: figure title.
+        dpi: resolution.
+    """
+    if not errors_by_method:
+        raise ValueError("plot_cumulative_ipe: errors_by_method is empty.")
+    curves = {}
+    for name, errors in errors_by_method.items():
+        e = _numpy(errors)
+        if e.ndim == 2 and per_image:
+            finite = np.isfinite(e)
+            n = finite.sum(axis=1)
+            e = np.where(n > 0, np.where(finite, e, 0).sum(axis=1) / np.maximum(n, 1), np.inf)
+        e = e.reshape(-1)
+        e = e[~np.isnan(e)]
+        curves[name] = np.sort(e)
+    finite_all = np.concatenate([c[np.isfinite(c)] for c in curves.values()] + [np.zeros(1)])
+    xmax = (
+        max_error
+        if max_error is not None
+        else max(float(np.percentile(finite_all, 99)), max(radii, default=1.0)) * 1.05
+    )
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, e in curves.items():
+        if e.size == 0:
+            continue
+        frac = np.arange(1, e.size + 1) / e.size
+        x = np.concatenate([[0.0], np.minimum(e, xmax * 10)])
+        y = np.concatenate([[0.0], frac])
+        ax.step(x, y, where="post", label=f"{name} (n={e.size})")
+    for r in radii:
+        ax.axvline(r, color="0.7", lw=0.8, ls="--")
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(0, 1.01)
+    what = "image mean error (IPE)" if per_image else "point error"
+    ax.set_xlabel(f"{what} [{unit}]")
+    ax.set_ylabel("cumulative fraction")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path, dpi)
+
+
+def _draw_points(ax, pred2: np.ndarray, true2: np.ndarray, names: Sequence[str] | None) -> None:
+    """pred2/true2 ``(N, 2)`` in (row, column) order; lines from ground truth to prediction."""
+    for k in range(true2.shape[0]):
+        t, p = true2[k], pred2[k]
+        if np.isfinite(t).all() and np.isfinite(p).all():
+            ax.plot([t[1], p[1]], [t[0], p[0]], color="yellow", lw=0.8)
+        if names is not None and np.isfinite(t).all():
+            ax.annotate(
+                str(names[k]), (t[1], t[0]), color="white", fontsize=6, xytext=(3, 3), textcoords="offset points"
+            )
+    ax.scatter(
+        true2[:, 1], true2[:, 0], s=14, c="lime", marker="o", label="ground truth", edgecolors="k", linewidths=0.3
+    )
+    ax.scatter(pred2[:, 1], pred2[:, 0], s=18, c="red", marker="x", label="prediction", linewidths=1.0)
+
+
+def plot_overlay(
+    image,
+    pred,
+    true,
+    path: str | os.PathLike,
+    names: Sequence[str] | None = None,
+    mode: str = "mip",
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Overlay of predicted (red x) and ground-truth (green o) landmarks on the image, joined by yellow lines.
+
+    Args:
+        image: ``(H, W)`` 2D or ``(D0, D1, D2)`` 3D array (no channel axis; a leading channel of size 1 is dropped).
+        pred: ``(N, 2|3)`` predicted voxel coordinates (NaN rows not drawn).
+        true: ``(N, 2|3)`` ground-truth voxel coordinates.
+        path: output image file.
+        names: optional landmark names, written next to the ground truth.
+        mode: 3D only: ``"mip"`` (maximum-intensity projections along axis 0 and axis 1, e.g. sagittal and
+            coronal for RAS-ordered arrays) or ``"slices"`` (the slices through the mean ground-truth position).
+        title: figure title.
+        dpi: resolution.
+    """
+    img = _numpy(image)
+    if img.ndim in (3, 4) and img.shape[0] == 1:
+        img = img[0]
+    p, t = _numpy(pred), _numpy(true)
+    if img.ndim not in (2, 3):
+        raise ValueError(f"plot_overlay: image must be (H, W) or (D0, D1, D2), got shape {img.shape}.")
+    dims = img.ndim
+    if p.shape != t.shape or p.ndim != 2 or p.shape[1] != dims:
+        raise ValueError(
+            f"plot_overlay: pred and true must be (N, {dims}) for a {dims}D image, got {p.shape} and {t.shape}."
+        )
+    if names is not None and len(names) != t.shape[0]:
+        raise ValueError(f"plot_overlay: {len(names)} names for {t.shape[0]} landmarks.")
+    if dims == 2:
+        fig, ax = plt.subplots(figsize=(6, 6 * img.shape[0] / max(img.shape[1], 1)))
+        ax.imshow(img, cmap="gray")
+        _draw_points(ax, p, t, names)
+        ax.set_axis_off()
+        ax.legend(loc="upper right", fontsize=7)
+    else:
+        if mode not in ("mip", "slices"):
+            raise ValueError(f"plot_overlay: mode must be 'mip' or 'slices', got {mode!r}.")
+        centre = np.nanmean(t, axis=0) if np.isfinite(t).any() else np.array(img.shape) / 2
+        centre = np.clip(np.nan_to_num(np.round(centre)).astype(int), 0, np.array(img.shape) - 1)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 6))
+        for ax, drop in zip(axes, (0, 1)):
+            keep = [a for a in range(3) if a != drop]
+            view = img.max(axis=drop) if mode == "mip" else np.take(img, centre[drop], axis=drop)
+            # draw the longer axis (typically z) vertically
+            transpose = view.shape[1] > view.shape[0]
+            if transpose:
+                view, keep = view.T, keep[::-1]
+            ax.imshow(view, cmap="gray", aspect="equal", origin="lower" if transpose else "upper")
+            _draw_points(ax, p[:, keep], t[:, keep], names)
+            label = "MIP" if mode == "mip" else f"slice {centre[drop]}"
+            ax.set_title(
+                f"{label} along axis {drop} (vertical: axis {keep[0]}, horizontal: axis {keep[1]})", fontsize=8
+            )
+            ax.set_axis_off()
+        axes[0].legend(loc="upper right", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, dpi)

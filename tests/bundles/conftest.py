@@ -1,0 +1,47 @@
+"""Shared fixtures of the bundle tests: tiny phantoms and tiny bundle runs, generated once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _bundle_runs import CEPH_TINY, SPINE_TINY, check, run_bundle
+
+
+@pytest.fixture(scope="session")
+def spine_data(tmp_path_factory) -> Path:
+    from mlm.data.phantoms.spine_ct import write_spine_ct_dataset
+
+    root = tmp_path_factory.mktemp("spine_ct")
+    write_spine_ct_dataset(root, num_images=6, seed=0, spacing=8.0, size_xy=16, overwrite=True, show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ceph_data(tmp_path_factory) -> Path:
+    from mlm.data.phantoms.cephalogram import write_cephalogram_dataset
+
+    root = tmp_path_factory.mktemp("ceph")
+    write_cephalogram_dataset(root, num_images=6, seed=0, pixel_size=4.0, overwrite=True, show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def spine_trained(spine_data, tmp_path_factory) -> Path:
+    """Two training iterations of scn_spine_ct (cpu.yaml + tiny overrides); returns the run folder."""
+    out = tmp_path_factory.mktemp("spine_run")
+    args = ["--dataset_dir", str(spine_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
+    args += SPINE_TINY + ["--sigma", "1.0", "--num_iterations", "2", "--val_interval", "1"]
+    result = check(run_bundle("scn_spine_ct", ["train.yaml", "cpu.yaml"], args))
+    (out / "train.log").write_text(result.stdout + result.stderr)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ceph_trained(ceph_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ceph_run")
+    args = ["--dataset_dir", str(ceph_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
+    args += CEPH_TINY + ["--num_iterations", "2", "--val_interval", "1"]
+    result = check(run_bundle("scn_ceph", ["train.yaml", "cpu.yaml"], args))
+    (out / "train.log").write_text(result.stdout + result.stderr)
+    return out

@@ -1,0 +1,200 @@
+"""Unit tests of the bundle handlers and helpers (in-process, tiny tensors)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.data import MetaTensor
+
+from mlm.bundle import (
+    check_checkpoint_compatible,
+    check_dataset_dir,
+    landmark_preprocessing,
+    latest_checkpoint,
+    load_split,
+    parameter_groups,
+    rank_zero_handlers,
+)
+from mlm.engines import PrepareLandmarkBatch, lower_is_better
+from mlm.handlers import (
+    LandmarkCheckpointLoader,
+    LandmarkReportHandler,
+    ResumeFromCheckpoint,
+    SigmaLogger,
+    TrainingCheckpointSaver,
+)
+from mlm.losses import SCNHeatmapLoss
+from mlm.prediction import HeatmapsToLandmarksd, LandmarksToWorldd, landmark_record
+from transforms.io import read_landmark_file
+
+torch.set_num_threads(1)
+
+
+def _engine(max_epochs: int = 2, epoch_length: int = 2) -> Engine:
+    engine = Engine(lambda e, b: {"loss": 0.0})
+    engine.state.max_epochs = max_epochs
+    return engine
+
+
+def test_prepare_batch_returns_plain_bnd_landmarks_and_checks_count():
+    img = MetaTensor(torch.zeros(2, 1, 8, 8))
+    lm = MetaTensor(torch.tensor([[[1.0, 2.0], [float("nan")] * 2]] * 2))
+    image, landmarks = PrepareLandmarkBatch(num_landmarks=2)({"image": img, "landmarks": lm}, "cpu")
+    assert type(landmarks) is torch.Tensor and landmarks.shape == (2, 2, 2) and torch.isnan(landmarks[:, 1]).all()
+    assert PrepareLandmarkBatch()({"image": img, "landmarks": ["a.json", "b.json"]})[1] is None
+    with pytest.raises(ValueError, match="predicts 3"):
+        PrepareLandmarkBatch(num_landmarks=3)({"image": img, "landmarks": lm})
+
+
+def test_lower_is_better_accepts_first_metric():
+    assert lower_is_better(5.0, -1) and lower_is_better(1.0, 2.0) and not lower_is_better(3.0, 2.0)
+
+
+def test_parameter_groups_decay_only_kernels():
+    net = torch.nn.Conv2d(1, 2, 3)
+    loss = SCNHeatmapLoss(2, 2)
+    groups = parameter_groups(net, loss, 0.1)
+    assert groups[0]["weight_decay"] == 0.1 and groups[0]["params"][0] is net.weight
+    assert any(p is loss.sigmas for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
+
+
+def test_rank_zero_handlers_without_distributed_keeps_all():
+    assert rank_zero_handlers([1, 2, 3], num_all_ranks=1) == [1, 2, 3]
+
+
+def test_missing_dataset_dir_and_wrong_landmark_count_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="generate_phantoms.py ceph"):
+        check_dataset_dir(tmp_path / "absent", "ceph")
+    (tmp_path / "datalist.json").write_text(
+        json.dumps({"num_landmarks": 19, "spatial_dims": 2, "training": [{"id": "a", "image": "a.bmp"}]})
+    )
+    with pytest.raises(ValueError, match="19 landmarks per image but the bundle's network predicts 26"):
+        load_split(tmp_path, "training", num_landmarks=26)
+    assert load_split(tmp_path, "training", num_landmarks=19)[0]["id"] == "a"
+
+
+def test_preprocessing_without_landmarks_drops_landmark_steps():
+    with_lm = landmark_preprocessing(3, 2.0, [16, 16, -1], 26)
+    without = landmark_preprocessing(3, 2.0, [16, 16, -1], 26, with_landmarks=False)
+    assert len(without) == len(with_lm) - 2
+    assert not any("Landmarks" in type(t).__name__ for t in without)
+
+
+def test_heatmaps_decode_to_world_with_the_image_affine():
+    from mlm.heatmaps import gaussian_heatmaps
+
+    pts = torch.tensor([[[3.25, 5.5, 7.0], [10.0, 2.0, 4.75]]])
+    heat = gaussian_heatmaps(pts, (16, 12, 10), torch.tensor([1.5, 1.5]), None)[0]
+    affine = torch.tensor([[2.0, 0, 0, -10], [0, 2.0, 0, 5], [0, 0, 3.0, 1], [0, 0, 0, 1]], dtype=torch.float64)
+    image = MetaTensor(torch.zeros(1, 16, 12, 10), affine=affine)
+    d = HeatmapsToLandmarksd("pred")({"pred": heat, "image": image, "label": pts[0]})
+    d = LandmarksToWorldd("label")(d)
+    expected = pts[0].double() @ affine[:3, :3].T + affine[:3, 3]
+    torch.testing.assert_close(d["pred"], expected, atol=1e-3, rtol=0)
+    torch.testing.assert_close(d["label"], expected)
+    assert d["pred_voxel"].shape == (2, 3) and d["pred_values"].shape == (2,)
+
+
+def test_landmark_record_is_a_readable_lps_landmark_file(tmp_path):
+    ras = np.array([[1.0, 2.0, 3.0], [np.nan] * 3])
+    orig = np.diag([2.0, 2.0, 2.0, 1.0])
+    rec = landmark_record(ras, ["a", "b"], orig, values=np.array([0.5, 0.1]), image="x.nii.gz")
+    assert rec["points"] == [[-1.0, -2.0, 3.0], None] and rec["voxel_points"] == [[0.5, 1.0, 1.5], None]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(rec))
+    lf = read_landmark_file(path)
+    assert lf.coordinate_system == "LPS" and lf.names == ["a", "b"] and np.isnan(lf.points[1]).all()
+
+
+def test_sigma_logger_writes_sigmas(tmp_path):
+    loss = SCNHeatmapLoss(3, 2, sigma=[1.0, 2.0, 3.0])
+    engine = _engine()
+    SigmaLogger(loss, tmp_path, names=["a", "b", "c"]).attach(engine)
+    engine.run([0, 0], max_epochs=1)
+    rec = json.loads((tmp_path / "sigmas.json").read_text())
+    assert rec["sigmas"] == {"a": 1.0, "b": 2.0, "c": 3.0} and rec["iteration"] == 2 and rec["mean"] == 2.0
+
+
+def test_checkpoint_saver_and_resume_restore_trainer_iteration_and_sigmas(tmp_path):
+    net, loss = torch.nn.Conv2d(1, 2, 1), SCNHeatmapLoss(2, 2, sigma=2.0)
+    opt = torch.optim.Adam(list(net.parameters()) + list(loss.parameters()))
+    engine = Engine(lambda e, b: None)
+    saver = TrainingCheckpointSaver(
+        tmp_path,
+        {"model": net, "loss": loss, "optimizer": opt},
+        file_prefix="checkpoint",
+        save_interval=1,
+        n_saved=1,
+        save_final=True,
+        final_filename="model.pt",
+    )
+    saver.attach(engine)
+    engine.run([0, 0], max_epochs=2)
+    assert latest_checkpoint(tmp_path) is not None
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["trainer"]["iteration"] == 4
+
+    net2, loss2 = torch.nn.Conv2d(1, 2, 1), SCNHeatmapLoss(2, 2, sigma=5.0)
+    seen = []
+    engine2 = Engine(lambda e, b: seen.append(e.state.iteration))
+    ResumeFromCheckpoint(tmp_path, {"model": net2, "loss": loss2}).attach(engine2)
+    engine2.run([0, 0], max_epochs=3)
+    assert seen == [5, 6]  # continued after the saved iteration 4
+    torch.testing.assert_close(loss2.sigmas, loss.sigmas)
+    torch.testing.assert_close(net2.weight, net.weight)
+
+
+def test_resume_without_checkpoint_starts_from_scratch(tmp_path):
+    engine = Engine(lambda e, b: None)
+    ResumeFromCheckpoint(tmp_path, {"model": torch.nn.Linear(1, 1)}).attach(engine)
+    engine.run([0], max_epochs=1)
+    assert engine.state.iteration == 1
+
+
+def test_checkpoint_with_other_landmark_count_is_refused_naming_both_counts(tmp_path):
+    from mlm.networks import SpatialConfigurationNet
+
+    kw = dict(spatial_dims=2, in_channels=1, num_filters=4, spatial_downsample=4, spatial_kernel_size=3)
+    path = tmp_path / "model.pt"
+    torch.save(
+        {
+            "model": SpatialConfigurationNet(num_landmarks=26, **kw).state_dict(),
+            "loss": SCNHeatmapLoss(26, 2).state_dict(),
+        },
+        path,
+    )
+    net = SpatialConfigurationNet(num_landmarks=19, **kw)
+    with pytest.raises(ValueError, match=r"model.pt was trained for 26 landmarks but this bundle's model has 19"):
+        check_checkpoint_compatible(path, {"model": net})
+    with pytest.raises(ValueError, match="26 landmarks"):
+        LandmarkCheckpointLoader(str(path), {"model": net})(Engine(lambda e, b: None))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        check_checkpoint_compatible(tmp_path / "absent.pt", {"model": net})
+    wider = SpatialConfigurationNet(num_landmarks=26, **{**kw, "num_filters": 8})
+    with pytest.raises(ValueError, match="does not fit this bundle's model"):
+        check_checkpoint_compatible(path, {"model": wider})
+
+
+def test_report_handler_writes_metrics_with_id_rate(tmp_path, capsys):
+    true = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 30.0], [np.nan] * 3])
+    # b is 25 mm off (> 20 mm): not identified; c has no ground truth
+    pred = true + np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 25.0], [5.0, 5.0, 5.0]])
+    image = MetaTensor(torch.zeros(1, 4, 4, 8))
+    handler = LandmarkReportHandler(tmp_path, names=["a", "b", "c"], identification=True, num_overlays=1)
+    engine = Engine(
+        lambda e, b: [{"pred": torch.as_tensor(pred), "label": torch.as_tensor(true), "image": image, "id": "x"}]
+    )
+    handler.attach(engine)
+    engine.run([0], max_epochs=1)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["count"] == 2 and m["pe_mean"] == pytest.approx(13.0) and m["identification_rate"] == pytest.approx(0.5)
+    assert (
+        m["ids"] == ["x"]
+        and (tmp_path / "overlays" / "x.png").is_file()
+        and (tmp_path / "cumulative_ipe.png").is_file()
+    )
+    assert "ID rate (20 mm): 50.0%" in capsys.readouterr().out
+    assert engine.state.metrics["id_rate"] == pytest.approx(0.5)

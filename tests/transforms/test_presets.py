@@ -1,0 +1,83 @@
+"""SCN presets end to end on small synthetic files: landmarks stay under blobs through preprocessing and
+the full training augmentation (affine <= 0.05 px, with elastic <= 0.3 px)."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from landmark_blobs import blob_errors, blob_image
+from monai.transforms import Compose
+
+from transforms.io import write_landmark_file
+from transforms.presets import SCN_DEFAULTS, scn_preprocessing, scn_train_augmentation
+
+torch.set_num_threads(1)
+
+PTS_3D = np.array([[14.2, 16.8, 13.1], [30.6, 22.3, 24.7], [np.nan] * 3])
+
+
+def _nifti_case(tmp_path):
+    affine = np.array([[-1.5, 0, 0, 20.0], [0, 0, 1.2, -10.0], [0, -1.0, 0, 5.0], [0, 0, 0, 1.0]])  # not RAS-aligned
+    img = blob_image((44, 40, 36), PTS_3D[:2], sigma=2.4)[0].numpy() * 1000.0
+    path = tmp_path / "img.nii.gz"
+    nib.save(nib.Nifti1Image(img, affine), str(path))
+    world = PTS_3D @ affine[:3, :3].T + affine[:3, 3]
+    world[:, :2] *= -1  # to LPS
+    return path, write_landmark_file(tmp_path / "lm.fcsv", world, "LPS")
+
+
+def test_scn_3d_preprocessing_and_augmentation_keep_landmarks_under_blobs(tmp_path):
+    image, landmarks = _nifti_case(tmp_path)
+    pre = Compose(scn_preprocessing(spatial_dims=3, spacing=1.5, spatial_size=(40, 40, 40), num_landmarks=3))
+    data = pre({"image": str(image), "landmarks": str(landmarks)})
+    img, lm = data["image"], data["landmarks"]
+    assert tuple(img.shape) == (1, 40, 40, 40) and lm.shape == (3, 3) and torch.isnan(lm[2]).all()
+    np.testing.assert_allclose(img.pixdim[:3].numpy(), [1.5, 1.5, 1.5], atol=1e-6)
+    assert float(img.max()) <= 1000 / 2048 + 1e-6  # CT normalisation
+    assert max(blob_errors(img, lm[:2])) <= 0.05
+    aug = scn_train_augmentation(spatial_dims=3, spacing=1.5, elastic_magnitude=4.0, translation=6.0)
+    Compose(aug).set_random_state(5)
+    affine_only = Compose(aug[:2])(dict(data))
+    assert max(blob_errors(affine_only["image"], affine_only["landmarks"][:2])) <= 0.05
+    out = Compose(aug[2:3])(affine_only)  # elastic; intensity shift/scale would move the centroid weights
+    errs = blob_errors(out["image"], out["landmarks"][:2])
+    assert len(errs) == 2 and np.median(errs) <= 0.3, errs
+    assert torch.isnan(out["landmarks"][2]).all()
+
+
+def test_scn_2d_png_with_datalist_spacing(tmp_path):
+    from PIL import Image
+
+    pts = np.array([[20.3, 30.6], [44.8, 18.2]])  # MONAI (x, y) = (column, row) of the PNG
+    arr = blob_image((64, 48), pts, sigma=2.4)[0].numpy()
+    png = tmp_path / "ceph.png"
+    Image.fromarray((arr.T * 255).round().astype(np.uint8)).save(png)
+    pre = scn_preprocessing(spatial_dims=2, spacing=0.2, spatial_size=(48, 40), spacing_key="spacing")
+    data = Compose(pre)({"image": str(png), "landmarks": pts.tolist(), "spacing": [0.1, 0.1]})
+    assert tuple(data["image"].shape) == (1, 48, 40)
+    # MONAI's Spacing keeps the first voxel centre: i -> i / 2; then the centre pad (32, 24) -> (48, 40) adds 8
+    np.testing.assert_allclose(data["landmarks"].numpy(), pts / 2 + 8, atol=1e-4)
+    assert max(blob_errors(data["image"] + 1.0, data["landmarks"])) <= 0.05  # X-ray normalisation: background -1
+    assert float(data["image"].min()) >= -1.0 and float(data["image"].max()) <= 1.0
+    aug = Compose(scn_train_augmentation(spatial_dims=2, spacing=0.2))
+    aug.set_random_state(1)
+    out = aug(data)
+    assert out["image"].shape == data["image"].shape and out["landmarks"].shape == (2, 2)
+
+
+def test_defaults_follow_methods_md_and_bad_arguments_raise():
+    assert SCN_DEFAULTS[2]["translation"] == 10.0 and SCN_DEFAULTS[3]["elastic_magnitude"] == 15.0
+    aug = scn_train_augmentation(spatial_dims=2)
+    assert [type(t).__name__ for t in aug] == [
+        "RandScaledAffined",
+        "TrackLandmarksd",
+        "RandLandmarkElasticd",
+        "RandIntensityShiftScaled",
+    ]
+    np.testing.assert_allclose(aug[2].elastic.magnitude, [10 / 0.46875] * 2)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        scn_train_augmentation(spatial_dims=4)
+    with pytest.raises(ValueError, match="spatial_size"):
+        scn_preprocessing(spatial_dims=3, spatial_size=(4, 4))

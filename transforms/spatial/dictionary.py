@@ -1,0 +1,83 @@
+"""Landmark-aware random elastic deformation (dictionary form)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, RandomizableTransform
+from monai.utils import ensure_tuple, ensure_tuple_rep
+
+from transforms.spatial.array import RandLandmarkElastic
+
+__all__ = ["RandLandmarkElasticd"]
+
+
+class RandLandmarkElasticd(RandomizableTransform, MapTransform):
+    """Dictionary form of :class:`RandLandmarkElastic`: one field is drawn per data dict and applied to
+    every image key; the landmark keys (``(N, D)`` voxel coordinates of the first image key) move with it.
+
+    Args:
+        keys: image keys, default ``("image",)``; all must share the spatial shape.
+        landmark_keys: landmark keys, default ``("landmarks",)``.
+        prob: probability of deforming.
+        num_control_points: coefficients per axis (>= 4), default 5.
+        magnitude: maximum coefficient displacement; ``magnitude_units`` ``"voxel"`` (default) or ``"mm"``.
+        mode: interpolation per image key (``"bilinear"``, ``"nearest"``; use ``"nearest"`` for labels).
+        padding_mode: padding per image key (``"zeros"``, ``"border"``, ``"reflection"``).
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    backend = RandLandmarkElastic.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection = ("image",),
+        landmark_keys: KeysCollection = ("landmarks",),
+        prob: float = 1.0,
+        num_control_points: int | Sequence[int] = 5,
+        magnitude: float | Sequence[float] = 5.0,
+        magnitude_units: str = "voxel",
+        mode: str | Sequence[str] = "bilinear",
+        padding_mode: str | Sequence[str] = "zeros",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.landmark_keys = ensure_tuple(landmark_keys)
+        self.mode = ensure_tuple_rep(mode, len(self.keys))
+        self.padding_mode = ensure_tuple_rep(padding_mode, len(self.keys))
+        self.elastic = RandLandmarkElastic(
+            prob=1.0, num_control_points=num_control_points, magnitude=magnitude, magnitude_units=magnitude_units
+        )
+
+    def set_random_state(self, seed: int | None = None, state=None) -> RandLandmarkElasticd:
+        super().set_random_state(seed, state)
+        self.elastic.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        first = self.first_key(d)
+        if first == []:
+            return d
+        ref = d[first]
+        self.elastic.randomize(ref)
+        for key in self.landmark_keys:
+            if key in d:
+                d[key] = self.elastic.move_landmarks(d[key], ref)
+            elif not self.allow_missing_keys:
+                raise KeyError(f"RandLandmarkElasticd: landmark key {key!r} not in the data (keys {list(d)}).")
+        for key, mode, padding_mode in self.key_iterator(d, self.mode, self.padding_mode):
+            if d[key].shape[1:] != ref.shape[1:]:
+                raise ValueError(
+                    f"RandLandmarkElasticd: {key!r} has spatial shape {tuple(d[key].shape[1:])}, "
+                    f"{first!r} has {tuple(ref.shape[1:])}; one field needs one grid."
+                )
+            self.elastic.mode, self.elastic.padding_mode = mode, padding_mode
+            d[key] = self.elastic(d[key], randomize=False)
+        return d
