@@ -6,30 +6,14 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from transforms.io.atomic import atomic_write_text
+
 __all__ = ["write_metrics_json", "write_metrics_csv", "atomic_write_text"]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _jsonable(x):
@@ -52,7 +36,7 @@ def write_metrics_json(path: str | os.PathLike, summary: Mapping) -> Path:
 
     Returns the path written.
     """
-    return atomic_write_text(path, json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n")
+    return atomic_write_text(path, json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n", make_parents=False)
 
 
 def write_metrics_csv(path: str | os.PathLike, table: Sequence[Mapping]) -> Path:
@@ -72,4 +56,4 @@ def write_metrics_csv(path: str | os.PathLike, table: Sequence[Mapping]) -> Path
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()})
-    return atomic_write_text(path, "".join(lines))
+    return atomic_write_text(path, "".join(lines), make_parents=False)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from transforms.io.atomic import atomic_write_text
 
 __all__ = [
     "DATALIST_RESERVED_KEYS",
@@ -41,35 +42,6 @@ __all__ = [
 
 #: top-level keys of a datalist that are not splits.
 DATALIST_RESERVED_KEYS = ("name", "spatial_dims", "num_landmarks", "landmark_names", "description", "source", "units")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:
-    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``.
-
-    Args:
-        path: destination file; its parent folders are created.
-        text: the content (UTF-8).
-        overwrite: when False and ``path`` exists, raise ``FileExistsError`` and leave it untouched.
-
-    Returns:
-        the destination path.
-    """
-    path = Path(path)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path}: file exists; pass overwrite=True to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def datalist_split_names(datalist: dict) -> list[str]:

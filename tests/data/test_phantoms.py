@@ -227,10 +227,13 @@ def test_overwrite_guard(tmp_path):
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**31 - 1))
 def test_shape_model_samples_are_ordered_spines(seed):
-    """Invariant: sampled spines run top to bottom with plausible neighbour spacing (10-50 mm)."""
+    """Invariant: sampled spines run top to bottom with neighbour spacing in the real data's range.
+
+    The 302 real CSI 2014 configurations have neighbour distances of 6.9 to 64.2 mm (C1-C2 is the shortest).
+    """
     p = load_shape_model("spine").sample(np.random.default_rng(seed))
     d = np.linalg.norm(np.diff(p, axis=0), axis=1)
-    assert np.all(np.diff(p[:24, 2]) < 0) and d.min() > 10 and d.max() < 50
+    assert np.all(np.diff(p[:24, 2]) < 0) and d.min() > 5 and d.max() < 65
 
 
 def test_fit_recovers_known_model_with_missing_rows():

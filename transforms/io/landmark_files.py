@@ -22,12 +22,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_write_text
 
 __all__ = ["COORDINATE_SYSTEMS", "LandmarkFile", "read_landmark_file", "write_landmark_file"]
 
@@ -303,14 +304,4 @@ def write_landmark_file(
         text = buf.getvalue()
     else:
         raise ValueError(f"{path}: unknown landmark file suffix {path.suffix!r}, expected one of {_SUFFIXES}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write_text(path, text)

@@ -1,0 +1,123 @@
+"""Launch the repository's bundles with ``python -m monai.bundle run`` from Python (demo, accuracy scripts, tests).
+
+Each call is a separate process, exactly the command a user types, run in the bundle's folder so that the
+bundle's relative paths (``configs/...``, ``bundle_root``) resolve as documented.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["BUNDLES_DIR", "bundle_command", "read_metrics", "run_bundle", "run_bundle_step", "ensure_phantom"]
+
+#: the root of this checkout and its ``bundles/`` folder
+REPO_DIR = Path(__file__).resolve().parents[2]
+BUNDLES_DIR = REPO_DIR / "bundles"
+
+
+def ensure_phantom(name: str, dataset_dir: str | os.PathLike, num_images: int = 60, seed: int = 0) -> Path:
+    """Generate phantom ``name`` into ``dataset_dir`` with ``scripts/generate_phantoms.py`` unless it has a datalist.
+
+    Prints the command it runs. Returns the datalist's path.
+    """
+    dataset_dir = Path(dataset_dir)
+    datalist = dataset_dir / "datalist.json"
+    if datalist.is_file():
+        print(f"using the existing {name} phantom at {dataset_dir}", flush=True)
+        return datalist
+    cmd = [sys.executable, "scripts/generate_phantoms.py", name, "--out", str(dataset_dir)]
+    cmd += ["--num-images", str(num_images), "--seed", str(seed), "--no-progress"]
+    print(f"\n$ python {shlex.join(cmd[1:])}", flush=True)
+    subprocess.run(cmd, cwd=REPO_DIR, check=True)
+    return datalist
+
+
+def bundle_command(configs: Sequence[str], overrides: Sequence[str] = (), torchrun: int = 0) -> list[str]:
+    """The ``python -m monai.bundle run`` argument list for ``configs`` (file names inside ``configs/``).
+
+    Args:
+        configs: config files merged in order, e.g. ``["train.yaml", "cpu.yaml"]``.
+        overrides: extra ``--key value`` arguments.
+        torchrun: number of processes to launch with ``torch.distributed.run`` (0: a plain process).
+    """
+    config = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
+    launcher = [sys.executable, "-m"]
+    if torchrun:
+        launcher += ["torch.distributed.run", f"--nproc_per_node={torchrun}", "--master_port=29517", "-m"]
+    return launcher + ["monai.bundle", "run", "--config_file", config, *[str(o) for o in overrides]]
+
+
+def run_bundle(
+    bundle: str,
+    configs: Sequence[str],
+    overrides: Sequence[str] = (),
+    torchrun: int = 0,
+    capture: bool = True,
+    timeout: float | None = None,
+    log_file: str | os.PathLike | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle run`` in ``bundles/<bundle>`` and return the finished process.
+
+    Args:
+        bundle: bundle folder name under ``bundles/`` (e.g. ``"scn_spine_ct"``).
+        configs: config files merged in order.
+        overrides: extra ``--key value`` arguments.
+        torchrun: processes for ``torch.distributed.run`` (0: a plain process).
+        capture: capture stdout/stderr (``result.stdout``); otherwise they go to the terminal or ``log_file``.
+        timeout: seconds before the process is killed (None: no limit).
+        log_file: with ``capture=False``, write stdout and stderr to this file instead of the terminal.
+
+    Raises:
+        FileNotFoundError: ``bundles/<bundle>`` does not exist.
+    """
+    folder = BUNDLES_DIR / bundle
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no bundle {bundle!r} in {BUNDLES_DIR}")
+    cmd = bundle_command(configs, overrides, torchrun)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if capture:
+        return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    if log_file is None:
+        return subprocess.run(cmd, cwd=folder, env=env, timeout=timeout)
+    with open(log_file, "w") as log:
+        return subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+
+
+def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str], log_file: str | os.PathLike) -> str:
+    """One step of a scripted workflow: print the command as a user would type it, run it logging to ``log_file``.
+
+    Returns:
+        the printed command line (``cd bundles/<bundle> && python -m monai.bundle run ...``).
+
+    Raises:
+        RuntimeError: the run failed; the message holds the end of its log and the log's path.
+    """
+    printable = "python " + shlex.join(bundle_command(configs, overrides)[1:])
+    line = f"(cd bundles/{bundle} && {printable})"
+    print(f"\n$ {line}", flush=True)
+    t0 = time.perf_counter()
+    result = run_bundle(bundle, configs, overrides, capture=False, log_file=log_file)
+    print(f"  {time.perf_counter() - t0:.0f} s, log: {log_file}", flush=True)
+    if result.returncode != 0:
+        tail = Path(log_file).read_text()[-4000:]
+        raise RuntimeError(f"{bundle} failed (exit {result.returncode}); log in {log_file}:\n{tail}")
+    return line
+
+
+def read_metrics(output_dir: str | os.PathLike) -> dict:
+    """The ``metrics.json`` that an evaluate run wrote to ``output_dir``.
+
+    Raises:
+        FileNotFoundError: there is no ``metrics.json`` (the evaluation did not finish).
+    """
+    path = Path(output_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the evaluation did not finish (see its log)")
+    return json.loads(path.read_text())
