@@ -31,13 +31,14 @@ from monai.transforms import (
     Orientationd,
     Resized,
     ResizeWithPadOrCropd,
+    ScaleIntensityRangePercentilesd,
     Spacingd,
 )
 
 from transforms.intensity.dictionary import NormalizeCTd, NormalizeXRayd, RandIntensityShiftScaled
 from transforms.landmarks.dictionary import LoadLandmarksd, SetSpacingd, TrackLandmarksd
 from transforms.spatial.affine import RandScaledAffined
-from transforms.spatial.dictionary import RandLandmarkElasticd
+from transforms.spatial.dictionary import EnsureSpatialDimsd, RandLandmarkElasticd, ResizeToFitd
 
 __all__ = ["SCN_DEFAULTS", "scn_preprocessing", "scn_train_augmentation"]
 
@@ -102,19 +103,25 @@ def scn_preprocessing(
 ) -> list:
     """The deterministic part of the SCN pipeline as a list of dictionary transforms.
 
-    Load the image (channel first) -> optional ``SetSpacingd`` (pixel-only images) -> load landmarks
-    in its voxel grid -> orientation (3D) -> resample to ``spacing`` -> centre pad/crop (or resize) to
-    ``spatial_size`` -> ``TrackLandmarksd`` -> intensity normalisation.
+    Load the image (channel first; a 2D image stored with a trailing singleton axis, e.g. a ``W x H x 1``
+    MetaImage, is squeezed to 2D) -> optional ``SetSpacingd`` (pixel-only images) -> load landmarks in its
+    voxel grid -> orientation (3D) -> resample to ``spacing`` -> centre pad/crop, stretch, or
+    aspect-preserving fit to ``spatial_size`` -> ``TrackLandmarksd`` -> intensity normalisation.
 
     Args:
         image_key, landmark_key: data-dict keys (image path; landmark file path or inline list).
         spatial_dims: 2 (cephalometry/hand X-ray defaults) or 3 (spine CT defaults).
         spacing: output voxel spacing in mm (float or per axis); default 0.46875 (2D) or 2.0 (3D).
+            Non-positive values keep the image's own spacing (no resampling step when all are).
         spatial_size: output grid; default (512, 512) or (96, 96, 192).
-        resize: ``"pad_crop"`` (centre pad/crop at ``spacing``, SCN) or ``"resize"`` (then ``spacing``
-            only sets the intermediate grid and the output is stretched to ``spatial_size``).
+        resize: ``"pad_crop"`` (centre pad/crop at ``spacing``, SCN), ``"resize"`` (then ``spacing``
+            only sets the intermediate grid and the output is stretched to ``spatial_size``) or ``"fit"``
+            (aspect-preserving fit of the whole image into ``spatial_size``, Payer's MICCAI 2016 hand
+            X-ray input, :class:`transforms.spatial.ResizeToFitd`: the output voxel size follows the
+            image's extent; padding is 0 before normalisation).
         num_landmarks, coordinate_system, outside: see :class:`transforms.LoadLandmarksd`.
-        normalization: ``"xray"``, ``"ct"``, None, or ``"default"`` (xray in 2D, ct in 3D).
+        normalization: ``"xray"``, ``"ct"``, ``"mr"`` (1st/99th intensity percentiles of each image to
+            [-1, 1], clipped), None, or ``"default"`` (xray in 2D, ct in 3D).
         orientation: axcodes for ``Orientationd`` (default ``"RAS"`` in 3D, none in 2D), None to skip.
         spacing_key: data-dict key with a per-item pixel spacing for images without physical
             metadata (``SetSpacingd``); None to skip.
@@ -128,13 +135,16 @@ def scn_preprocessing(
     spatial_size = tuple(dflt["spatial_size"] if spatial_size is None else spatial_size)
     if len(spatial_size) != spatial_dims:
         raise ValueError(f"spatial_size {spatial_size} does not match {spatial_dims} spatial dims.")
-    if resize not in ("pad_crop", "resize"):
-        raise ValueError(f"resize must be 'pad_crop' or 'resize', got {resize!r}.")
+    if resize not in ("pad_crop", "resize", "fit"):
+        raise ValueError(f"resize must be 'pad_crop', 'resize' or 'fit', got {resize!r}.")
     if normalization == "default":
         normalization = dflt["normalization"]
     if orientation == "default":
         orientation = "RAS" if spatial_dims == 3 else None
-    xs: list = [LoadImaged(keys=image_key, reader=image_reader, ensure_channel_first=True, image_only=True)]
+    xs: list = [
+        LoadImaged(keys=image_key, reader=image_reader, ensure_channel_first=True, image_only=True),
+        EnsureSpatialDimsd(keys=image_key, spatial_dims=spatial_dims),
+    ]
     if spacing_key is not None:
         xs.append(SetSpacingd(keys=image_key, spacing_key=spacing_key, allow_missing_keys=True))
     xs.append(
@@ -148,9 +158,12 @@ def scn_preprocessing(
     )
     if orientation is not None:
         xs.append(Orientationd(keys=image_key, axcodes=orientation, labels=None))
-    xs.append(Spacingd(keys=image_key, pixdim=spacing, mode="bilinear", padding_mode="zeros"))
+    if any(s > 0 for s in spacing):
+        xs.append(Spacingd(keys=image_key, pixdim=spacing, mode="bilinear", padding_mode="zeros"))
     if resize == "pad_crop":
         xs.append(ResizeWithPadOrCropd(keys=image_key, spatial_size=spatial_size))
+    elif resize == "fit":
+        xs.append(ResizeToFitd(keys=image_key, spatial_size=spatial_size, anti_aliasing=True, pad_value=0.0))
     else:
         xs.append(Resized(keys=image_key, spatial_size=spatial_size, mode="bilinear"))
     xs.append(TrackLandmarksd(keys=landmark_key, ref_key=image_key))
@@ -158,8 +171,12 @@ def scn_preprocessing(
         xs.append(NormalizeXRayd(keys=image_key))
     elif normalization == "ct":
         xs.append(NormalizeCTd(keys=image_key))
+    elif normalization == "mr":
+        xs.append(
+            ScaleIntensityRangePercentilesd(keys=image_key, lower=1.0, upper=99.0, b_min=-1.0, b_max=1.0, clip=True)
+        )
     elif normalization is not None:
-        raise ValueError(f"normalization must be 'xray', 'ct', 'default' or None, got {normalization!r}.")
+        raise ValueError(f"normalization must be 'xray', 'ct', 'mr', 'default' or None, got {normalization!r}.")
     return xs
 
 

@@ -23,13 +23,14 @@ def landmark_preprocessing(
     outside: str = "error",
     spacing_key: str | None = "spacing",
     normalization: str | None = "default",
+    resize: str = "pad_crop",
 ) -> list:
     """Deterministic preprocessing of the SCN bundles (:func:`transforms.presets.scn_preprocessing`).
 
     Load (channel first) -> pixel spacing of pixel-only images (the item's ``spacing``) -> landmarks into the
     image's voxel grid -> RAS orientation (3D) -> resample to ``spacing`` mm -> centre pad/crop to
-    ``spatial_size`` (``-1`` keeps an axis, e.g. the spine's z extent) -> landmarks tracked into the new grid ->
-    intensity normalisation (X-ray 2D, CT HU/2048 3D).
+    ``spatial_size`` (``-1`` keeps an axis, e.g. the spine's z extent; or an aspect-preserving fit, ``resize``)
+    -> landmarks tracked into the new grid -> intensity normalisation (X-ray 2D, CT HU/2048 3D, or as given).
 
     Args:
         spatial_dims: 2 or 3.
@@ -40,7 +41,9 @@ def landmark_preprocessing(
         image_key, landmark_key: data-dict keys.
         outside: landmarks outside their image: ``"error"``, ``"missing"`` (NaN row) or ``"keep"``.
         spacing_key: data-dict key of a per-item pixel spacing (images without physical metadata), or None.
-        normalization: ``"xray"``, ``"ct"``, None or ``"default"`` (xray in 2D, ct in 3D).
+        normalization: ``"xray"``, ``"ct"``, ``"mr"``, None or ``"default"`` (xray in 2D, ct in 3D).
+        resize: ``"pad_crop"`` (default), ``"fit"`` (aspect-preserving fit of the whole image into
+            ``spatial_size``; with ``spacing`` <= 0 the image keeps its own spacing first) or ``"resize"``.
 
     Returns:
         list of dictionary transforms.
@@ -55,6 +58,7 @@ def landmark_preprocessing(
         outside=outside,
         spacing_key=spacing_key,
         normalization=normalization,
+        resize=resize,
     )
     if not with_landmarks:
         xs = [x for x in xs if not isinstance(x, LoadLandmarksd | TrackLandmarksd)]

@@ -55,6 +55,14 @@ class LandmarkReportHandler:
 
     and logs/prints a short summary. ``engine.state.metrics`` receives ``mre`` (and ``id_rate``).
 
+    With ``normalize_pair`` (hand X-rays: errors scaled so that two reference landmarks are ``normalize_distance``
+    = 50 mm apart, see :func:`mlm.metrics.point_errors`; Payer's zero-based pair ``(1, 5)``, GU2Net's ``(0, 4)``)
+    the report also holds the normalised errors: a ``normalized`` section in ``metrics.json`` (the same
+    statistics, plus ``pair``, ``pair_names``, ``distance_mm`` and the ids of images skipped because a reference
+    landmark has no ground truth), ``pe_mean_normalized`` / ``pe_median_normalized`` columns in
+    ``metrics_per_landmark.csv``, ``errors_per_image_normalized.csv``, a summary line and ``mre_normalized`` in
+    ``engine.state.metrics``. The plain mm errors are always reported as well.
+
     Args:
         output_dir: report folder (created).
         names: N landmark names.
@@ -65,6 +73,9 @@ class LandmarkReportHandler:
         method_name: curve label in the cumulative plot.
         pred_key, label_key, image_key, id_key: keys of the engine output / batch.
         print_summary: print the summary to stdout as well as logging it.
+        normalize_pair: zero-based ``(a, b)`` landmark pair for normalised errors, or None (default: mm only).
+        normalize_distance: the distance (mm) the pair is taken to span, default 50 (wrist width).
+        normalized_radii: SDR/outlier radii of the normalised errors (default: ``radii``).
     """
 
     def __init__(
@@ -82,6 +93,9 @@ class LandmarkReportHandler:
         id_key: str = "id",
         print_summary: bool = True,
         name: str | None = None,
+        normalize_pair: Sequence[int] | None = None,
+        normalize_distance: float = 50.0,
+        normalized_radii: Sequence[float] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.names = None if names is None else [str(n) for n in names]
@@ -93,6 +107,18 @@ class LandmarkReportHandler:
         self.pred_key, self.label_key, self.image_key, self.id_key = pred_key, label_key, image_key, id_key
         self.print_summary = print_summary
         self.logger = logging.getLogger(name)
+        if normalize_pair is not None:
+            pair = tuple(int(i) for i in normalize_pair)
+            if len(pair) != 2 or pair[0] == pair[1] or min(pair) < 0:
+                raise ValueError(
+                    f"normalize_pair must be two different zero-based landmark indices, got {normalize_pair}."
+                )
+            normalize_pair = pair
+        if not float(normalize_distance) > 0:
+            raise ValueError(f"normalize_distance must be positive (mm), got {normalize_distance}.")
+        self.normalize_pair = normalize_pair
+        self.normalize_distance = float(normalize_distance)
+        self.normalized_radii = self.radii if normalized_radii is None else tuple(float(r) for r in normalized_radii)
         self.reset()
 
     def reset(self) -> None:
@@ -130,6 +156,27 @@ class LandmarkReportHandler:
                 vox = [_np(world_to_voxel(torch.as_tensor(w), affine)) for w in (pred, true)]
                 self.overlays.append((item, _np(image)[0], vox[0], vox[1]))
 
+    def normalized_errors(self) -> tuple[np.ndarray, list[str], list[str]]:
+        """Normalised point errors ``(B', N)`` of the images whose reference pair has ground truth, their ids, and
+        the ids of the skipped images (a reference landmark missing or the two coinciding)."""
+        pred, true = np.stack(self.pred), np.stack(self.true)
+        a, b = self.normalize_pair
+        if max(a, b) >= true.shape[1]:
+            raise ValueError(
+                f"LandmarkReportHandler: normalize_pair {self.normalize_pair} is out of range for {true.shape[1]} "
+                "landmarks."
+            )
+        ref = np.sqrt(((true[:, a] - true[:, b]) ** 2).sum(axis=-1))
+        ok = np.isfinite(ref) & (ref > 0)
+        ids = [i for i, keep in zip(self.ids, ok) if keep]
+        skipped = [i for i, keep in zip(self.ids, ok) if not keep]
+        if not ok.any():
+            return np.full((0, true.shape[1]), np.nan), ids, skipped
+        errors = point_errors(
+            pred[ok], true[ok], normalize_pair=self.normalize_pair, normalize_distance=self.normalize_distance
+        )
+        return errors, ids, skipped
+
     def summary(self) -> dict:
         """Metric summary of the collected images."""
         if not self.pred:
@@ -142,6 +189,18 @@ class LandmarkReportHandler:
             present = ~np.isnan(ok)
             summary["identification_rate"] = float(ok[present].sum() / present.sum()) if present.any() else None
             summary["identification_max_dist_mm"] = self.max_dist
+        if self.normalize_pair is not None:
+            norm, ids, skipped = self.normalized_errors()
+            a, b = self.normalize_pair
+            summary["normalized"] = {
+                "units": f"mm, normalised to {self.normalize_distance:g} mm between landmarks {a} and {b}",
+                "pair": [a, b],
+                "pair_names": [self.names[a], self.names[b]] if self.names else [str(a), str(b)],
+                "distance_mm": self.normalize_distance,
+                "ids": ids,
+                "skipped_ids": skipped,
+                **summarize_errors(norm, self.normalized_radii),
+            }
         return summary
 
     def __call__(self, engine: Engine) -> None:
@@ -155,6 +214,11 @@ class LandmarkReportHandler:
         if self.identification:
             for row, rate in zip(table, identification_rate_per_landmark(pred, true, self.max_dist)):
                 row["id_rate"] = float(rate)
+        if self.normalize_pair is not None:
+            norm, norm_ids, _ = self.normalized_errors()
+            for row, norm_row in zip(table, per_landmark_table(norm, self.names, self.normalized_radii)):
+                row["pe_mean_normalized"] = norm_row["pe_mean"]
+                row["pe_median_normalized"] = norm_row["pe_median"]
         write_metrics_json(self.output_dir / "metrics.json", summary)
         write_metrics_csv(self.output_dir / "metrics_per_landmark.csv", table)
         names = self.names or [str(k) for k in range(errors.shape[1])]
@@ -163,6 +227,12 @@ class LandmarkReportHandler:
             for i, err in zip(self.ids, errors)
         ]
         write_metrics_csv(self.output_dir / "errors_per_image.csv", rows)
+        if self.normalize_pair is not None:
+            rows = [
+                {"id": i, **{n: (None if np.isnan(e) else float(e)) for n, e in zip(names, err)}}
+                for i, err in zip(norm_ids, norm)
+            ]
+            write_metrics_csv(self.output_dir / "errors_per_image_normalized.csv", rows)
         plot_cumulative_ipe({self.method_name: errors}, self.output_dir / "cumulative_ipe.png", radii=self.radii)
         if self.overlays:
             (self.output_dir / "overlays").mkdir(exist_ok=True)
@@ -171,6 +241,8 @@ class LandmarkReportHandler:
         engine.state.metrics["mre"] = summary["pe_mean"]
         if self.identification:
             engine.state.metrics["id_rate"] = summary["identification_rate"]
+        if self.normalize_pair is not None:
+            engine.state.metrics["mre_normalized"] = summary["normalized"]["pe_mean"]
         text = self.format_summary(summary)
         if self.print_summary:
             print(text, flush=True)
@@ -188,5 +260,13 @@ class LandmarkReportHandler:
         ]
         if self.identification and s.get("identification_rate") is not None:
             lines.append(f"ID rate ({self.max_dist:g} mm): {100 * s['identification_rate']:.1f}%")
+        if "normalized" in s:
+            n = s["normalized"]
+            sdr = ", ".join(f"{k} mm {100 * v:.1f}%" for k, v in n["sdr"].items())
+            skipped = f", {len(n['skipped_ids'])} images skipped (no reference pair)" if n["skipped_ids"] else ""
+            lines.append(
+                f"normalised ({n['distance_mm']:g} mm between {n['pair_names'][0]} and {n['pair_names'][1]}): "
+                f"MRE {n['pe_mean']:.2f} +- {n['pe_std']:.2f} mm, median {n['pe_median']:.2f} mm; SDR: {sdr}{skipped}"
+            )
         lines.append(f"report written to {self.output_dir}")
         return "\n".join(lines)

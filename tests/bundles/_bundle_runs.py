@@ -44,6 +44,36 @@ CEPH_TINY = [
 ]
 
 
+#: tiny geometry for the hand X-ray bundle: the phantom (4 mm pixels) fitted into 32x32, 4 filters
+HAND_XRAY_TINY = [
+    "--patch_size",
+    "[32,32]",
+    "--num_filters",
+    "4",
+    "--network_def#spatial_downsample",
+    "4",
+    "--network_def#spatial_kernel_size",
+    "3",
+    "--num_workers",
+    "0",
+]
+#: tiny geometry for the hand MRI bundle: 8 mm voxels, 32x16x40 input, 4 filters, 4x spatial downsampling
+HAND_MRI_TINY = [
+    "--pixdim",
+    "8.0",
+    "--patch_size",
+    "[32,16,40]",
+    "--num_filters",
+    "4",
+    "--network_def#spatial_downsample",
+    "4",
+    "--network_def#spatial_kernel_size",
+    "3",
+    "--num_workers",
+    "0",
+]
+
+
 def run_bundle(bundle: str, configs: list[str], args: list[str], torchrun: int = 0, timeout: float = 240):
     """Run ``python -m monai.bundle run`` (or torchrun with ``torchrun`` processes) in the bundle folder."""
     config = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _bundle_runs import CEPH_TINY, SPINE_TINY, check, run_bundle
+from _bundle_runs import CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, SPINE_TINY, check, run_bundle
 
 
 @pytest.fixture(scope="session")
@@ -43,5 +43,45 @@ def ceph_trained(ceph_data, tmp_path_factory) -> Path:
     args = ["--dataset_dir", str(ceph_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
     args += CEPH_TINY + ["--num_iterations", "2", "--val_interval", "1"]
     result = check(run_bundle("scn_ceph", ["train.yaml", "cpu.yaml"], args))
+    (out / "train.log").write_text(result.stdout + result.stderr)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hand_xray_data(tmp_path_factory) -> Path:
+    from mlm.data.phantoms.hand_xray import write_hand_xray_dataset
+
+    root = tmp_path_factory.mktemp("hand_xray")
+    write_hand_xray_dataset(root, num_images=6, seed=0, pixel_size=4.0, overwrite=True, show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hand_mri_data(tmp_path_factory) -> Path:
+    from mlm.data.phantoms.hand_mri import write_hand_mri_dataset
+
+    root = tmp_path_factory.mktemp("hand_mri")
+    write_hand_mri_dataset(root, num_images=6, seed=0, spacing=8.0, overwrite=True, show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hand_xray_trained(hand_xray_data, tmp_path_factory) -> Path:
+    """Two training iterations of scn_hand_xray (cpu.yaml + tiny overrides); returns the run folder."""
+    out = tmp_path_factory.mktemp("hand_xray_run")
+    args = ["--dataset_dir", str(hand_xray_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
+    args += HAND_XRAY_TINY + ["--num_iterations", "2", "--val_interval", "1"]
+    result = check(run_bundle("scn_hand_xray", ["train.yaml", "cpu.yaml"], args))
+    (out / "train.log").write_text(result.stdout + result.stderr)
+    return out
+
+
+@pytest.fixture(scope="session")
+def hand_mri_trained(hand_mri_data, tmp_path_factory) -> Path:
+    """Two training iterations of scn_hand_mri (cpu.yaml + tiny overrides); returns the run folder."""
+    out = tmp_path_factory.mktemp("hand_mri_run")
+    args = ["--dataset_dir", str(hand_mri_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
+    args += HAND_MRI_TINY + ["--sigma", "1.0", "--num_iterations", "2", "--val_interval", "1"]
+    result = check(run_bundle("scn_hand_mri", ["train.yaml", "cpu.yaml"], args))
     (out / "train.log").write_text(result.stdout + result.stderr)
     return out

@@ -117,7 +117,7 @@ def test_checkpoint_from_another_bundle_is_refused_with_both_counts(ceph_data, s
     assert "trained for 26 landmarks" in log and "has 19" in log and "model.pt" in log
 
 
-@pytest.mark.parametrize("bundle", ["scn_spine_ct", "scn_ceph"])
+@pytest.mark.parametrize("bundle", ["scn_spine_ct", "scn_ceph", "scn_hand_xray", "scn_hand_mri"])
 def test_metadata_and_network_io_verify(bundle):
     from monai.bundle import verify_metadata, verify_net_in_out
 
@@ -143,7 +143,7 @@ def test_missing_dataset_dir_says_how_to_generate_it(tmp_path):
 
 
 def test_bundle_files_present():
-    for bundle in ("scn_spine_ct", "scn_ceph"):
+    for bundle in ("scn_spine_ct", "scn_ceph", "scn_hand_xray", "scn_hand_mri"):
         root = BUNDLES / bundle
         for f in (
             "metadata.json",

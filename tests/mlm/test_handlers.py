@@ -198,3 +198,50 @@ def test_report_handler_writes_metrics_with_id_rate(tmp_path, capsys):
     )
     assert "ID rate (20 mm): 50.0%" in capsys.readouterr().out
     assert engine.state.metrics["id_rate"] == pytest.approx(0.5)
+
+
+def test_report_handler_adds_wrist_normalised_errors_and_skips_images_without_the_pair(tmp_path, capsys):
+    # landmarks 1 and 2 are the reference pair: 25 mm apart in image x, 100 mm apart in image y (skipped: z NaN)
+    true_x = np.array([[0.0, 0.0], [0.0, 10.0], [25.0, 10.0]])
+    pred_x = true_x + np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]])  # errors 5 and 1 mm
+    true_y = np.array([[0.0, 0.0], [0.0, 0.0], [100.0, 0.0]])
+    pred_y = true_y + np.array([[2.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    true_z = np.array([[0.0, 0.0], [np.nan, np.nan], [5.0, 0.0]])
+    items = [("x", pred_x, true_x), ("y", pred_y, true_y), ("z", true_z + 1.0, true_z)]
+    handler = LandmarkReportHandler(
+        tmp_path, names=["a", "b", "c"], radii=[2.0, 4.0], num_overlays=0, normalize_pair=(1, 2)
+    )
+    outputs = iter(items)
+
+    def step(engine, batch):
+        i, p, t = next(outputs)
+        return [{"pred": torch.as_tensor(p), "label": torch.as_tensor(t), "id": i}]
+
+    engine = Engine(step)
+    handler.attach(engine)
+    engine.run([0, 1, 2], max_epochs=1)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["units"] == "mm" and m["num_images"] == 3  # the plain mm report keeps every image
+    n = m["normalized"]
+    assert n["pair"] == [1, 2] and n["pair_names"] == ["b", "c"] and n["distance_mm"] == 50.0
+    assert n["ids"] == ["x", "y"] and n["skipped_ids"] == ["z"] and n["num_images"] == 2
+    # x: scale 50/25 = 2 -> 10, 0, 2; y: scale 50/100 = 0.5 -> 1, 0, 0
+    assert n["pe_mean"] == pytest.approx((10 + 0 + 2 + 1 + 0 + 0) / 6)
+    assert n["sdr"] == {"2": pytest.approx(5 / 6), "4": pytest.approx(5 / 6)}
+    rows = (tmp_path / "metrics_per_landmark.csv").read_text().splitlines()
+    assert "pe_mean_normalized" in rows[0] and rows[1].startswith("a,")
+    per_image = (tmp_path / "errors_per_image_normalized.csv").read_text().splitlines()
+    assert per_image[0] == "id,a,b,c" and per_image[1].startswith("x,10.0,0.0,2.0") and len(per_image) == 3
+    assert engine.state.metrics["mre_normalized"] == pytest.approx(2.1666666)
+    assert "normalised (50 mm between b and c): MRE 2.17" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="two different"):
+        LandmarkReportHandler(tmp_path, normalize_pair=(1, 1))
+
+
+def test_report_handler_without_normalize_pair_writes_no_normalised_section(tmp_path):
+    true = np.array([[0.0, 0.0], [0.0, 10.0]])
+    engine = Engine(lambda e, b: [{"pred": torch.as_tensor(true + 1.0), "label": torch.as_tensor(true), "id": "x"}])
+    LandmarkReportHandler(tmp_path, num_overlays=0, print_summary=False).attach(engine)
+    engine.run([0], max_epochs=1)
+    assert "normalized" not in json.loads((tmp_path / "metrics.json").read_text())
+    assert not (tmp_path / "errors_per_image_normalized.csv").exists()

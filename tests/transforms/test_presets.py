@@ -81,3 +81,35 @@ def test_defaults_follow_methods_md_and_bad_arguments_raise():
         scn_train_augmentation(spatial_dims=4)
     with pytest.raises(ValueError, match="spatial_size"):
         scn_preprocessing(spatial_dims=3, spatial_size=(4, 4))
+
+
+def test_scn_2d_one_slice_metaimage_fitted_with_aspect_ratio(tmp_path):
+    """A 2D MetaImage stored W x H x 1 (Digital Hand Atlas layout) loads as 2D; ``resize="fit"`` keeps its own
+    spacing, fits the whole image into the grid and the landmarks follow."""
+    import SimpleITK as sitk
+
+    pts = np.array([[30.2, 70.6], [50.8, 20.1]])  # (x, y) = (i, j) of the W x H array
+    arr = blob_image((80, 100), pts, sigma=3.0)[0].numpy()
+    mha = sitk.GetImageFromArray(np.ascontiguousarray((arr * 200).astype(np.uint8).T[None]))  # [z, y, x]
+    mha.SetSpacing([0.15, 0.15, 0.15])
+    sitk.WriteImage(mha, str(tmp_path / "hand.mha"))
+    pre = scn_preprocessing(spatial_dims=2, spacing=-1.0, spatial_size=(50, 50), resize="fit", spacing_key="spacing")
+    assert "Spacingd" not in [type(t).__name__ for t in pre]  # non-positive spacing: the image keeps its own
+    data = Compose(pre)({"image": str(tmp_path / "hand.mha"), "landmarks": pts.tolist()})
+    img, lm = data["image"], data["landmarks"]
+    assert tuple(img.shape) == (1, 50, 50) and lm.shape == (2, 2)
+    np.testing.assert_allclose(img.pixdim[:2].numpy(), [0.15 * 80 / 40, 0.3], rtol=1e-6)  # 80 x 100 -> 40 x 50
+    np.testing.assert_allclose(lm.numpy(), (pts + 0.5) / 2 - 0.5 + [5, 0], atol=1e-4)  # half size, 5 px pad in x
+    assert max(blob_errors(img + 1.0, lm)) <= 0.05
+    with pytest.raises(ValueError, match="'fit'"):
+        scn_preprocessing(spatial_dims=2, resize="stretch")
+
+
+def test_scn_mr_normalisation_maps_the_1st_and_99th_percentiles_to_minus_one_and_one(tmp_path):
+    image, landmarks = _nifti_case(tmp_path)
+    pre = scn_preprocessing(spatial_dims=3, spacing=1.5, spatial_size=(40, 40, 40), normalization="mr")
+    img = Compose(pre)({"image": str(image), "landmarks": str(landmarks)})["image"]
+    assert float(img.min()) == -1.0 and float(img.max()) == 1.0
+    assert float((img >= 1.0).float().mean()) == pytest.approx(0.01, abs=0.002)  # the top 1 % is clipped
+    with pytest.raises(ValueError, match="'mr'"):
+        scn_preprocessing(spatial_dims=3, normalization="t1")

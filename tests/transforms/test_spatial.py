@@ -11,10 +11,15 @@ from hypothesis import strategies as st
 from landmark_blobs import blob_errors, blob_image
 from monai.data import MetaTensor
 
+from transforms.landmarks import TrackLandmarksd
 from transforms.spatial import (
+    EnsureSpatialDims,
+    EnsureSpatialDimsd,
     RandLandmarkElastic,
     RandLandmarkElasticd,
     RandScaledAffined,
+    ResizeToFit,
+    ResizeToFitd,
     dense_displacement,
     displacement_at,
     invert_displacement_at,
@@ -117,3 +122,36 @@ def test_rand_scaled_affine_draws_one_isotropic_factor():
         np.testing.assert_allclose(a, np.eye(3) * a[0, 0], atol=1e-9)
         scales.append(a[0, 0])
     assert np.ptp(scales) > 1e-3
+
+
+def test_resize_to_fit_keeps_aspect_ratio_centres_and_landmarks_follow():
+    # 96 x 80 voxels of 0.5 mm = 48 x 40 mm; fitted into 32 x 32: voxel 1.5 mm, 32 x 27 voxels, centre padded
+    pts = [[24.4, 22.3], [72.8, 60.1]]
+    affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0], dtype=torch.float64))
+    img = blob_image((96, 80), pts, sigma=6.0, affine=affine)
+    fit = ResizeToFit((32, 32), pad_value=-1.0)
+    assert fit.fitted_size(img) == (32, 27)
+    data = {"image": img, "landmarks": MetaTensor(torch.tensor(pts, dtype=torch.float64), affine=affine)}
+    out = TrackLandmarksd()(ResizeToFitd(spatial_size=(32, 32), pad_value=-1.0)(data))
+    assert tuple(out["image"].shape) == (1, 32, 32)
+    np.testing.assert_allclose(out["image"].pixdim[:2].numpy(), [1.5, 40 / 27], rtol=1e-6)
+    assert float(out["image"][0, :, 0].max()) == -1.0 and float(out["image"][0, :, -1].max()) == -1.0  # 2 + 3 pad
+    # Resize maps voxel i to (i + 0.5) * zoom - 0.5; the pad adds 2 voxels along y
+    expected = (np.array(pts) + 0.5) * [1 / 3, 27 / 80] - 0.5 + [0, 2]
+    np.testing.assert_allclose(out["landmarks"].numpy(), expected, atol=1e-6)
+    assert max(blob_errors(out["image"] + 1.0, out["landmarks"])) <= 0.05
+    with pytest.raises(ValueError, match="spatial_size"):
+        fit(MetaTensor(torch.zeros(1, 4, 4, 4)))
+
+
+def test_ensure_spatial_dims_squeezes_a_one_slice_2d_image_and_rejects_a_volume():
+    affine = torch.tensor([[-0.2, 0, 0, 10.0], [0, -0.3, 0, 20.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]], dtype=torch.float64)
+    img = MetaTensor(torch.rand(1, 5, 7, 1), affine=affine, meta={"filename_or_obj": "hand.mha"})
+    out = EnsureSpatialDimsd(spatial_dims=2)({"image": img})["image"]
+    assert tuple(out.shape) == (1, 5, 7) and out.affine.shape == (4, 4)
+    np.testing.assert_allclose(out.affine.numpy(), affine.numpy())
+    assert EnsureSpatialDims(2)(out) is out  # already 2D: unchanged
+    with pytest.raises(
+        ValueError, match=r"hand.mha: expected a 2D channel-first image, got array shape \(1, 5, 7, 2\)"
+    ):
+        EnsureSpatialDims(2)(MetaTensor(torch.rand(1, 5, 7, 2), meta={"filename_or_obj": "hand.mha"}))

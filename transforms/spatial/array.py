@@ -1,4 +1,5 @@
-"""Landmark-aware random elastic deformation (array form)."""
+"""Spatial transforms of the landmark pipelines (array form): landmark-aware random elastic deformation, the
+aspect-preserving fit of an image into a fixed grid, and the squeeze of 2D images stored with a singleton axis."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import RandomizableTransform
+from monai.transforms import RandomizableTransform, Resize, SpatialPad, SqueezeDim, Transform
 from monai.utils import TransformBackends
 from monai.utils.type_conversion import convert_to_dst_type
 
 from transforms.spatial.functional import dense_displacement, invert_displacement_at, warp_image
 
-__all__ = ["RandLandmarkElastic"]
+__all__ = ["RandLandmarkElastic", "ResizeToFit", "EnsureSpatialDims"]
 
 
 def _voxel_spacing(img: torch.Tensor, spatial_dims: int) -> np.ndarray:
@@ -133,3 +134,120 @@ class RandLandmarkElastic(RandomizableTransform):
         if landmarks is None:
             return out
         return out, self.move_landmarks(landmarks, img)
+
+
+def _image_name(img: torch.Tensor) -> str:
+    if isinstance(img, MetaTensor) and img.meta.get("filename_or_obj"):
+        return str(img.meta["filename_or_obj"])
+    return "<image without filename>"
+
+
+class EnsureSpatialDims(Transform):
+    """Drop trailing singleton spatial axes until a channel-first image has ``spatial_dims`` spatial axes.
+
+    A 2D image stored as a 3D volume with one slice (MetaImage ``W x H x 1`` such as the Digital Hand Atlas
+    ``.mha`` files, or a one-slice NIfTI) loads as ``(C, W, H, 1)``; this gives ``(C, W, H)`` with the affine of
+    the remaining axes, kept as the 4x4 matrix MONAI uses for 2D images (rows/columns ``[0, 1, 3]`` hold the
+    in-plane part and the origin, like ``monai.data.utils.to_affine_nd``). An image that already has
+    ``spatial_dims`` spatial axes is returned unchanged.
+
+    Args:
+        spatial_dims: the wanted number of spatial axes (2 or 3).
+
+    Raises:
+        ValueError: the image has fewer spatial axes, or a trailing axis to drop is longer than 1; the message
+            names the image file.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, spatial_dims: int = 2) -> None:
+        if spatial_dims not in (1, 2, 3):
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
+        self.spatial_dims = int(spatial_dims)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        extra = img.ndim - 1 - self.spatial_dims
+        if extra == 0:
+            return img
+        if extra < 0 or any(int(s) != 1 for s in img.shape[1 + self.spatial_dims :]):
+            raise ValueError(
+                f"image {_image_name(img)}: expected a {self.spatial_dims}D channel-first image, got array shape "
+                f"{tuple(img.shape)} (only trailing axes of length 1 can be dropped)."
+            )
+        out = img
+        for _ in range(extra):
+            out = SqueezeDim(dim=-1, update_meta=True)(out)
+        if isinstance(out, MetaTensor):
+            if self.spatial_dims == 2 and out.affine.shape[-1] == 3:  # MONAI's 2D images carry a 4x4 affine
+                idx = torch.tensor([0, 1, 3])
+                full = torch.eye(4, dtype=torch.float64)
+                full[idx[:, None], idx] = out.affine.detach().cpu().to(torch.float64)
+                out.affine = full
+            if "spatial_shape" in out.meta:
+                out.meta["spatial_shape"] = np.asarray(out.shape[1:])
+        return out
+
+
+class ResizeToFit(Transform):
+    """Aspect-preserving fit of a channel-first image into a fixed grid (Payer's ``FitFixedAr``, MICCAI 2016).
+
+    The whole image is resampled to an isotropic voxel size ``s = max_i(extent_i / spatial_size_i)`` (its
+    physical extent ``shape_i * spacing_i`` fits ``spatial_size`` along the tightest axis), i.e. resized to
+    ``round(extent_i / s)`` voxels with MONAI ``Resize`` (which updates the affine, so ``TrackLandmarks`` follows),
+    then centre padded to ``spatial_size``. The output voxel size therefore varies with the image's extent: an
+    image twice as large gets voxels twice as large.
+
+    Args:
+        spatial_size: the output grid ``(S_1, ..., S_D)``.
+        mode: interpolation, ``"linear"`` (bilinear in 2D, trilinear in 3D) or any MONAI ``Resize`` mode.
+        anti_aliasing: Gaussian smoothing before downsampling (MONAI ``Resize(anti_aliasing=True)``).
+        pad_mode: padding mode of the centred pad (``"constant"``, ``"edge"``, ...).
+        pad_value: value of ``"constant"`` padding, in the image's current intensity units.
+
+    Call with ``img`` ``(C, *S_in)`` (a ``MetaTensor``; a plain tensor is taken as unit spacing); returns
+    ``(C, *spatial_size)``.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        spatial_size: Sequence[int],
+        mode: str = "linear",
+        anti_aliasing: bool = True,
+        pad_mode: str = "constant",
+        pad_value: float = 0.0,
+    ) -> None:
+        size = tuple(int(s) for s in spatial_size)
+        if not size or any(s < 1 for s in size):
+            raise ValueError(f"spatial_size must be positive integers, got {spatial_size}.")
+        self.spatial_size = size
+        self.mode = mode
+        self.anti_aliasing = anti_aliasing
+        self.pad_mode = pad_mode
+        self.pad_value = float(pad_value)
+
+    def fitted_size(self, img: torch.Tensor) -> tuple[int, ...]:
+        """The grid ``(S_1', ..., S_D')`` the image is resized to before the centred pad."""
+        d = img.ndim - 1
+        if d != len(self.spatial_size):
+            raise ValueError(
+                f"image {_image_name(img)}: {d} spatial axes but spatial_size {self.spatial_size} has "
+                f"{len(self.spatial_size)}."
+            )
+        extent = np.asarray(img.shape[1:], dtype=np.float64) * _voxel_spacing(img, d)
+        voxel = float(np.max(extent / np.asarray(self.spatial_size, dtype=np.float64)))
+        fitted = np.clip(np.rint(extent / voxel), 1, self.spatial_size).astype(int)
+        return tuple(int(s) for s in fitted)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        fitted = self.fitted_size(img)
+        d = img.ndim - 1
+        mode = {2: "bilinear", 3: "trilinear"}.get(d, "linear") if self.mode == "linear" else self.mode
+        shrink = any(f < s for f, s in zip(fitted, img.shape[1:]))
+        out = img
+        if fitted != tuple(img.shape[1:]):
+            out = Resize(fitted, mode=mode, anti_aliasing=self.anti_aliasing and shrink)(img)
+        pad_kwargs = {"value": self.pad_value} if self.pad_mode == "constant" else {}
+        return SpatialPad(self.spatial_size, method="symmetric", mode=self.pad_mode, **pad_kwargs)(out)

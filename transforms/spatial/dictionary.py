@@ -1,4 +1,5 @@
-"""Landmark-aware random elastic deformation (dictionary form)."""
+"""Spatial transforms of the landmark pipelines (dictionary form): landmark-aware random elastic deformation,
+aspect-preserving fit into a fixed grid, squeeze of 2D images stored with a singleton axis."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
-from transforms.spatial.array import RandLandmarkElastic
+from transforms.spatial.array import EnsureSpatialDims, RandLandmarkElastic, ResizeToFit
 
-__all__ = ["RandLandmarkElasticd"]
+__all__ = ["RandLandmarkElasticd", "ResizeToFitd", "EnsureSpatialDimsd"]
 
 
 class RandLandmarkElasticd(RandomizableTransform, MapTransform):
@@ -80,4 +81,66 @@ class RandLandmarkElasticd(RandomizableTransform, MapTransform):
                 )
             self.elastic.mode, self.elastic.padding_mode = mode, padding_mode
             d[key] = self.elastic(d[key], randomize=False)
+        return d
+
+
+class EnsureSpatialDimsd(MapTransform):
+    """Dictionary form of :class:`EnsureSpatialDims`: drop trailing singleton spatial axes of the images under
+    ``keys`` (a 2D ``W x H x 1`` MetaImage loads as ``(C, W, H, 1)``) until they have ``spatial_dims`` axes.
+
+    Args:
+        keys: image keys, default ``"image"``.
+        spatial_dims: the wanted number of spatial axes.
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    backend = EnsureSpatialDims.backend
+
+    def __init__(self, keys: KeysCollection = "image", spatial_dims: int = 2, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.squeeze = EnsureSpatialDims(spatial_dims)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.squeeze(d[key])
+        return d
+
+
+class ResizeToFitd(MapTransform):
+    """Dictionary form of :class:`ResizeToFit`: aspect-preserving fit of the images under ``keys`` into
+    ``spatial_size`` (resize to one isotropic voxel size, then centre pad). Follow it with
+    ``TrackLandmarksd`` to carry landmarks into the new grid.
+
+    Args:
+        keys: image keys, default ``"image"``.
+        spatial_size: output grid.
+        mode: interpolation (``"linear"``: bilinear/trilinear), one or one per key.
+        anti_aliasing: smooth before downsampling.
+        pad_mode: padding mode of the centred pad.
+        pad_value: value of constant padding.
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    backend = ResizeToFit.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        spatial_size: Sequence[int] = (256, 256),
+        mode: str | Sequence[str] = "linear",
+        anti_aliasing: bool = True,
+        pad_mode: str = "constant",
+        pad_value: float = 0.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mode = ensure_tuple_rep(mode, len(self.keys))
+        self.fit = ResizeToFit(spatial_size, anti_aliasing=anti_aliasing, pad_mode=pad_mode, pad_value=pad_value)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key, mode in self.key_iterator(d, self.mode):
+            self.fit.mode = mode
+            d[key] = self.fit(d[key])
         return d
