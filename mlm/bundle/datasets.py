@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlm.data.datalist import load_datalist, read_datalist_json
+from mlm.data.datalist import datalist_split_names, load_datalist, read_datalist_json
 
 __all__ = ["check_dataset_dir", "load_split", "PREPARE_HINTS"]
 
@@ -85,6 +85,12 @@ def load_split(
     dims = header.get("spatial_dims")
     if spatial_dims is not None and dims is not None and int(dims) != int(spatial_dims):
         raise ValueError(f"{path}: the datalist is {dims}D but the bundle is {spatial_dims}D.")
+    available = datalist_split_names(header)
+    if split not in available:
+        raise ValueError(
+            f"{path}: no split '{split}' (available: {available}). Choose one with the bundle's `--train_split` / "
+            "`--val_split` (training) or `--infer_split` (inference, evaluation), or add the split to the datalist."
+        )
     items = load_datalist(path, split)
     if not items:
         raise ValueError(f"{path}: split '{split}' is empty.")

@@ -75,6 +75,9 @@ def test_missing_dataset_dir_and_wrong_landmark_count_errors(tmp_path):
     with pytest.raises(ValueError, match="19 landmarks per image but the bundle's network predicts 26"):
         load_split(tmp_path, "training", num_landmarks=26)
     assert load_split(tmp_path, "training", num_landmarks=19)[0]["id"] == "a"
+    # a dataset with official splits only (no "validation"): the error names the splits and the bundle option
+    with pytest.raises(ValueError, match=r"no split 'validation' \(available: \['training'\]\).*--val_split"):
+        load_split(tmp_path, "validation")
 
 
 def test_preprocessing_without_landmarks_drops_landmark_steps():
