@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     train = common + ["--ckpt_dir", str(out / "models"), "--output_dir", str(out / "train")]
     train += ["--num_iterations", str(args.iterations), "--val_interval", str(args.val_interval)]
     try:
-        run_bundle_step(BUNDLE, ["train.yaml", "cpu.yaml"], train, out / "train.log")
+        run_bundle_step(BUNDLE, ["train.yaml", "cpu.yaml", "demo.yaml"], train, out / "train.log")
 
         evaluate = common + ["--ckpt_path", str(out / "models" / "model.pt"), "--output_dir", str(out / "eval")]
-        run_bundle_step(BUNDLE, ["inference.yaml", "evaluate.yaml", "cpu.yaml"], evaluate, out / "evaluate.log")
+        run_bundle_step(
+            BUNDLE, ["inference.yaml", "evaluate.yaml", "cpu.yaml", "demo.yaml"], evaluate, out / "evaluate.log"
+        )
     except RuntimeError as e:
         raise SystemExit(f"demo: {e}") from None
 

@@ -9,21 +9,31 @@ from mlm.data.datalist import datalist_split_names, load_datalist, read_datalist
 
 __all__ = ["check_dataset_dir", "load_split", "PREPARE_HINTS"]
 
-#: how to get each bundle's data: phantom name for ``scripts/generate_phantoms.py`` and real-dataset reader name.
-PREPARE_HINTS: dict[str, tuple[str, str]] = {
+#: how to get each bundle's data: phantom name for ``scripts/generate_phantoms.py`` and the
+#: ``scripts/prepare_dataset.py`` converter of the real dataset (None: no public dataset, use the generic format).
+PREPARE_HINTS: dict[str, tuple[str, str | None]] = {
     "spine_ct": ("spine_ct", "csi2014"),
     "ceph": ("ceph", "isbi2015"),
     "hand_xray": ("hand_xray", "hand_xray"),
-    "hand_mri": ("hand_mri", "hand_mri"),
+    "hand_mri": ("hand_mri", None),
 }
 
 
 def _hint(dataset_dir: Path, dataset: str) -> str:
-    phantom, real = PREPARE_HINTS.get(dataset, (dataset, dataset))
+    phantom, real = PREPARE_HINTS.get(dataset, (dataset, None))
+    if real is None:
+        real_data = (
+            "or write a generic datalist for your own data (docs/datasets.md) and check it with "
+            "`python scripts/prepare_dataset.py generic-check <datalist.json>`"
+        )
+    else:
+        real_data = (
+            f"or convert the real dataset with `python scripts/prepare_dataset.py {real} <original data folder> "
+            f"{dataset_dir}` (docs/datasets.md)"
+        )
     return (
         f"Generate the phantom data with `python scripts/generate_phantoms.py {phantom} --out {dataset_dir}` "
-        f"(add `--num-images N --seed S` as needed), or convert a real dataset with "
-        f"`python scripts/prepare_dataset.py {real} ... --out {dataset_dir}`; or pass another folder with "
+        f"(add `--num-images N --seed S` as needed), {real_data}; or pass another folder with "
         f"`--dataset_dir <folder holding datalist.json>`."
     )
 

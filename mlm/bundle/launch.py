@@ -62,6 +62,7 @@ def run_bundle(
     capture: bool = True,
     timeout: float | None = None,
     log_file: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``python -m monai.bundle run`` in ``bundles/<bundle>`` and return the finished process.
 
@@ -73,6 +74,7 @@ def run_bundle(
         capture: capture stdout/stderr (``result.stdout``); otherwise they go to the terminal or ``log_file``.
         timeout: seconds before the process is killed (None: no limit).
         log_file: with ``capture=False``, write stdout and stderr to this file instead of the terminal.
+        env: extra environment variables of the process (e.g. ``{"OMP_NUM_THREADS": "1"}``).
 
     Raises:
         FileNotFoundError: ``bundles/<bundle>`` does not exist.
@@ -81,7 +83,7 @@ def run_bundle(
     if not folder.is_dir():
         raise FileNotFoundError(f"no bundle {bundle!r} in {BUNDLES_DIR}")
     cmd = bundle_command(configs, overrides, torchrun)
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
     if capture:
         return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
     if log_file is None:
@@ -99,7 +101,8 @@ def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str
     Raises:
         RuntimeError: the run failed; the message holds the end of its log and the log's path.
     """
-    printable = "python " + shlex.join(bundle_command(configs, overrides)[1:])
+    config = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
+    printable = f'python -m monai.bundle run --config_file "{config}" ' + shlex.join(str(o) for o in overrides)
     line = f"(cd bundles/{bundle} && {printable})"
     print(f"\n$ {line}", flush=True)
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mlm.data.datalist import read_coordinate_table, read_id_list, write_coordinate_table, write_landmark_datalist
+from mlm.metrics import GU2NET_HAND_NORMALIZE_PAIR, HAND_XRAY_NORMALIZE_PAIR
 
 __all__ = [
     "NUM_LANDMARKS",
@@ -42,10 +43,11 @@ __all__ = [
 
 NUM_LANDMARKS = 37
 LANDMARK_NAMES = [f"L{k}" for k in range(NUM_LANDMARKS)]
-#: zero-based landmark pair whose distance is normalised to ``WRIST_WIDTH_MM`` (Payer's code).
-WRIST_WIDTH_PAIR = (1, 5)
+#: zero-based landmark pair whose distance is normalised to ``WRIST_WIDTH_MM`` (Payer's code; one definition,
+#: in :mod:`mlm.metrics`).
+WRIST_WIDTH_PAIR = HAND_XRAY_NORMALIZE_PAIR
 #: the pair GU2Net's code uses instead (zero-based).
-WRIST_WIDTH_PAIR_GU2NET = (0, 4)
+WRIST_WIDTH_PAIR_GU2NET = GU2NET_HAND_NORMALIZE_PAIR
 #: assumed wrist width, mm.
 WRIST_WIDTH_MM = 50.0
 

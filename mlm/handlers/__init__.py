@@ -2,6 +2,7 @@
 
 from mlm.handlers.checkpoint_loader import LandmarkCheckpointLoader
 from mlm.handlers.checkpoint_saver import TrainingCheckpointSaver
+from mlm.handlers.gradient_clipping import GradientNormClipping
 from mlm.handlers.gradient_sync import AllReduceGradients
 from mlm.handlers.landmark_report import LandmarkReportHandler
 from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
@@ -9,6 +10,7 @@ from mlm.handlers.sigma_logger import SigmaLogger
 
 __all__ = [
     "AllReduceGradients",
+    "GradientNormClipping",
     "LandmarkCheckpointLoader",
     "LandmarkReportHandler",
     "ResumeFromCheckpoint",

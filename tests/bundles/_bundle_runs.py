@@ -2,89 +2,48 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-BUNDLES = REPO / "bundles"
+from mlm.bundle.launch import BUNDLES_DIR as BUNDLES
+from mlm.bundle.launch import run_bundle as _run_bundle
 
-#: tiny geometry for the spine bundle: 8 mm voxels, 16x16x32 windows, 4 filters, 4x spatial downsampling
-SPINE_TINY = [
-    "--pixdim",
-    "8.0",
-    "--patch_size",
-    "[16,16,32]",
-    "--sliding_window_step",
-    "[16,16,16]",
-    "--num_filters",
-    "4",
-    "--network_def#spatial_downsample",
-    "4",
-    "--network_def#spatial_kernel_size",
-    "3",
-    "--num_workers",
-    "0",
-]
-#: tiny geometry for the ceph bundle: 4 mm pixels, 32x32 input, 4 filters
-CEPH_TINY = [
-    "--pixdim",
-    "4.0",
-    "--patch_size",
-    "[32,32]",
-    "--num_filters",
-    "4",
-    "--network_def#spatial_downsample",
-    "4",
-    "--network_def#spatial_kernel_size",
-    "3",
-    "--num_workers",
-    "0",
-]
+__all__ = ["BUNDLES", "CEPH_TINY", "HAND_MRI_TINY", "HAND_XRAY_TINY", "SPINE_TINY", "check", "run_bundle", "train_tiny"]
 
 
-#: tiny geometry for the hand X-ray bundle: the phantom (4 mm pixels) fitted into 32x32, 4 filters
-HAND_XRAY_TINY = [
-    "--patch_size",
-    "[32,32]",
-    "--num_filters",
-    "4",
-    "--network_def#spatial_downsample",
-    "4",
-    "--network_def#spatial_kernel_size",
-    "3",
-    "--num_workers",
-    "0",
-]
-#: tiny geometry for the hand MRI bundle: 8 mm voxels, 32x16x40 input, 4 filters, 4x spatial downsampling
-HAND_MRI_TINY = [
-    "--pixdim",
-    "8.0",
-    "--patch_size",
-    "[32,16,40]",
-    "--num_filters",
-    "4",
-    "--network_def#spatial_downsample",
-    "4",
-    "--network_def#spatial_kernel_size",
-    "3",
-    "--num_workers",
-    "0",
-]
+def tiny_geometry(patch_size: str, pixdim: float | None = None, step: str | None = None) -> list[str]:
+    """Overrides for a tiny network: 4 filters, 4x spatial downsampling with 3^D kernels, no loader workers."""
+    args = ["--patch_size", patch_size] + (["--pixdim", str(pixdim)] if pixdim else [])
+    args += ["--sliding_window_step", step] if step else []
+    args += ["--num_filters", "4", "--network_def#spatial_downsample", "4", "--network_def#spatial_kernel_size", "3"]
+    return args + ["--num_workers", "0"]
+
+
+#: spine: 8 mm voxels, 16x16x32 windows every 16 voxels
+SPINE_TINY = tiny_geometry("[16,16,32]", 8.0, "[16,16,16]")
+#: cephalograms: 4 mm pixels, 32x32 input
+CEPH_TINY = tiny_geometry("[32,32]", 4.0)
+#: hand X-rays: the phantom (4 mm pixels) fitted into 32x32
+HAND_XRAY_TINY = tiny_geometry("[32,32]")
+#: hand MRI: 8 mm voxels, 32x16x40 input
+HAND_MRI_TINY = tiny_geometry("[32,16,40]", 8.0)
 
 
 def run_bundle(bundle: str, configs: list[str], args: list[str], torchrun: int = 0, timeout: float = 240):
-    """Run ``python -m monai.bundle run`` (or torchrun with ``torchrun`` processes) in the bundle folder."""
-    config = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
-    launcher = [sys.executable, "-m"]
-    if torchrun:
-        launcher += ["torch.distributed.run", f"--nproc_per_node={torchrun}", "--master_port=29517", "-m"]
-    cmd = launcher + ["monai.bundle", "run", "--config_file", config, *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    return subprocess.run(cmd, cwd=BUNDLES / bundle, env=env, capture_output=True, text=True, timeout=timeout)
+    """``python -m monai.bundle run`` (or torchrun with ``torchrun`` processes) in the bundle folder, one thread."""
+    threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return _run_bundle(bundle, configs, args, torchrun=torchrun, timeout=timeout, env=threads)
 
 
 def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert result.returncode == 0, f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
+
+
+def train_tiny(bundle: str, data: Path, out: Path, tiny: list[str], extra: list[str] = ()) -> Path:
+    """Two training iterations of ``bundle`` (train.yaml + cpu.yaml + ``tiny``) into ``out``; returns ``out``."""
+    args = ["--dataset_dir", str(data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
+    args += [*tiny, *extra, "--num_iterations", "2", "--val_interval", "1"]
+    result = check(run_bundle(bundle, ["train.yaml", "cpu.yaml"], args))
+    (out / "train.log").write_text(result.stdout + result.stderr)
+    return out

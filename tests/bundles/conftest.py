@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _bundle_runs import CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, SPINE_TINY, check, run_bundle
+from _bundle_runs import CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, SPINE_TINY, train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -27,27 +27,6 @@ def ceph_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def spine_trained(spine_data, tmp_path_factory) -> Path:
-    """Two training iterations of scn_spine_ct (cpu.yaml + tiny overrides); returns the run folder."""
-    out = tmp_path_factory.mktemp("spine_run")
-    args = ["--dataset_dir", str(spine_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
-    args += SPINE_TINY + ["--sigma", "1.0", "--num_iterations", "2", "--val_interval", "1"]
-    result = check(run_bundle("scn_spine_ct", ["train.yaml", "cpu.yaml"], args))
-    (out / "train.log").write_text(result.stdout + result.stderr)
-    return out
-
-
-@pytest.fixture(scope="session")
-def ceph_trained(ceph_data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ceph_run")
-    args = ["--dataset_dir", str(ceph_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
-    args += CEPH_TINY + ["--num_iterations", "2", "--val_interval", "1"]
-    result = check(run_bundle("scn_ceph", ["train.yaml", "cpu.yaml"], args))
-    (out / "train.log").write_text(result.stdout + result.stderr)
-    return out
-
-
-@pytest.fixture(scope="session")
 def hand_xray_data(tmp_path_factory) -> Path:
     from mlm.data.phantoms.hand_xray import write_hand_xray_dataset
 
@@ -66,22 +45,22 @@ def hand_mri_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def spine_trained(spine_data, tmp_path_factory) -> Path:
+    """Two training iterations of scn_spine_ct (cpu.yaml + tiny overrides); returns the run folder."""
+    return train_tiny("scn_spine_ct", spine_data, tmp_path_factory.mktemp("spine_run"), SPINE_TINY, ["--sigma", "1.0"])
+
+
+@pytest.fixture(scope="session")
+def ceph_trained(ceph_data, tmp_path_factory) -> Path:
+    return train_tiny("scn_ceph", ceph_data, tmp_path_factory.mktemp("ceph_run"), CEPH_TINY)
+
+
+@pytest.fixture(scope="session")
 def hand_xray_trained(hand_xray_data, tmp_path_factory) -> Path:
-    """Two training iterations of scn_hand_xray (cpu.yaml + tiny overrides); returns the run folder."""
-    out = tmp_path_factory.mktemp("hand_xray_run")
-    args = ["--dataset_dir", str(hand_xray_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
-    args += HAND_XRAY_TINY + ["--num_iterations", "2", "--val_interval", "1"]
-    result = check(run_bundle("scn_hand_xray", ["train.yaml", "cpu.yaml"], args))
-    (out / "train.log").write_text(result.stdout + result.stderr)
-    return out
+    return train_tiny("scn_hand_xray", hand_xray_data, tmp_path_factory.mktemp("hand_xray_run"), HAND_XRAY_TINY)
 
 
 @pytest.fixture(scope="session")
 def hand_mri_trained(hand_mri_data, tmp_path_factory) -> Path:
-    """Two training iterations of scn_hand_mri (cpu.yaml + tiny overrides); returns the run folder."""
     out = tmp_path_factory.mktemp("hand_mri_run")
-    args = ["--dataset_dir", str(hand_mri_data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
-    args += HAND_MRI_TINY + ["--sigma", "1.0", "--num_iterations", "2", "--val_interval", "1"]
-    result = check(run_bundle("scn_hand_mri", ["train.yaml", "cpu.yaml"], args))
-    (out / "train.log").write_text(result.stdout + result.stderr)
-    return out
+    return train_tiny("scn_hand_mri", hand_mri_data, out, HAND_MRI_TINY, ["--sigma", "1.0"])

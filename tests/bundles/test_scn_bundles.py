@@ -157,3 +157,21 @@ def test_bundle_files_present():
         ):
             assert (root / "configs" / f).is_file(), f"{bundle}/configs/{f}"
         assert (root / "docs" / "README.md").is_file() and (root / "LICENSE").is_file()
+
+
+@pytest.mark.parametrize("unet", [False, True])
+def test_spine_demo_override_networks_fit_their_windows(unet):
+    """demo.yaml (the demo's and accuracy script's size): SCN and 4-level U-Net map a window to 26 heatmaps."""
+    from monai.bundle import ConfigParser
+
+    configs = BUNDLES / "scn_spine_ct" / "configs"
+    files = ["train.yaml", "cpu.yaml", "demo.yaml"] + (["unet.yaml"] if unet else [])
+    parser = ConfigParser()
+    parser.read_config([str(configs / f) for f in files])
+    parser["num_filters"] = 4
+    if unet:
+        parser["network_def#num_levels"] = 4
+    assert parser["pixdim"] == 8.0 and parser["patch_size"] == [24, 24, 48]
+    net = parser.get_parsed_content("network_def")
+    out = net(torch.zeros(1, 1, *parser["patch_size"]))
+    assert tuple(out.shape) == (1, 26, 24, 24, 48) and torch.isfinite(out).all()

@@ -248,3 +248,42 @@ def test_report_handler_without_normalize_pair_writes_no_normalised_section(tmp_
     engine.run([0], max_epochs=1)
     assert "normalized" not in json.loads((tmp_path / "metrics.json").read_text())
     assert not (tmp_path / "errors_per_image_normalized.csv").exists()
+
+
+def _trainer_with_grad(grad: torch.Tensor, max_norm: float | None):
+    """A SupervisedTrainer-like step: set a known gradient, fire BACKWARD_COMPLETED, record what the step sees."""
+    from monai.engines.utils import IterationEvents
+
+    from mlm.handlers import GradientNormClipping
+
+    w = torch.nn.Parameter(torch.zeros_like(grad))
+    seen = {}
+
+    def step(engine, _):
+        w.grad = grad.clone()
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        seen["grad"] = w.grad.clone()
+
+    engine = Engine(step)
+    engine.register_events(*IterationEvents)
+    engine.optimizer = torch.optim.SGD([w], lr=1.0)
+    GradientNormClipping(max_norm).attach(engine)
+    engine.run([0], max_epochs=1)
+    return engine, seen["grad"]
+
+
+def test_gradient_clipping_rescales_to_max_norm_before_the_step():
+    grad = torch.tensor([3e4, 4e4])  # norm 5e4
+    engine, clipped = _trainer_with_grad(grad, 1e4)
+    assert engine.state.grad_norm == pytest.approx(5e4)
+    assert float(clipped.norm()) == pytest.approx(1e4, rel=1e-5)
+    assert torch.allclose(clipped / clipped.norm(), grad / grad.norm())  # direction kept
+    _, small = _trainer_with_grad(torch.tensor([3.0, 4.0]), 1e4)
+    assert torch.equal(small, torch.tensor([3.0, 4.0]))  # below the bound: untouched
+    _, unclipped = _trainer_with_grad(grad, None)
+    assert torch.equal(unclipped, grad)
+
+
+def test_gradient_clipping_refuses_non_finite_gradients():
+    with pytest.raises(FloatingPointError, match="gradient norm is nan at iteration 1"):
+        _trainer_with_grad(torch.tensor([float("nan"), 1.0]), 1e4)
