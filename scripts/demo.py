@@ -4,8 +4,8 @@ Runs, in order, exactly the commands a user would type (each printed before it r
 
     python scripts/generate_phantoms.py spine_ct --out data/phantoms/spine_ct            # if not there yet
     cd bundles/scn_spine_ct
-    python -m monai.bundle run --config_file "['configs/train.yaml','configs/cpu.yaml']" ...
-    python -m monai.bundle run --config_file "['configs/inference.yaml','configs/evaluate.yaml','configs/cpu.yaml']" ...
+    python -m monai.bundle run --config_file "['configs/train.yaml','configs/cpu.yaml','configs/demo.yaml']" ...
+    python -m monai.bundle run --config_file "['configs/inference.yaml','configs/evaluate.yaml','configs/cpu.yaml','configs/demo.yaml']" ...
 
 and prints the test split's identification rate (CSI 2014, 20 mm) and mean radial error. Everything it writes
 goes under ``--out`` (default ``runs/demo``): ``models/`` (checkpoints; re-running resumes), ``train/``
@@ -13,7 +13,7 @@ goes under ``--out`` (default ``runs/demo``): ``models/`` (checkpoints; re-runni
 
 Usage::
 
-    python scripts/demo.py [--iterations 400] [--out runs/demo] [--dataset-dir data/phantoms/spine_ct]
+    python scripts/demo.py [--iterations 2000] [--out runs/demo] [--dataset-dir data/phantoms/spine_ct]
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ BUNDLE = "scn_spine_ct"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--iterations", type=int, default=400, help="training iterations (default 400, ~6 min on 2 cores)")
-    p.add_argument("--val-interval", type=int, default=100, help="validate and checkpoint every N iterations")
+    p.add_argument("--iterations", type=int, default=2000, help="training iterations (default 2000, ~8 min on 2 cores)")
+    p.add_argument("--val-interval", type=int, default=500, help="validate and checkpoint every N iterations")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "demo", help="output folder (default runs/demo)")
     p.add_argument("--dataset-dir", type=Path, default=REPO / "data" / "phantoms" / "spine_ct")
     p.add_argument("--num-images", type=int, default=60, help="phantom scans to generate (default 60)")

@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
+from mlm.data import csi2014, isbi2015
+
 __all__ = [
+    "PhantomVolume",
     "CSI2014_VERTEBRAE",
     "ISBI2015_LANDMARKS",
     "HAND_XRAY_LANDMARKS",
@@ -34,36 +38,10 @@ __all__ = [
 #: slot 0 highest: C1-C7, T1-T12, L1-L5, S1, S2 (Glocker et al. 2013 annotate C1 to S2). The median
 #: centroid spacing per slot in the real file (17-20 mm cervical, 21-33 mm thoracic, 34-36 mm lumbar,
 #: then 36 and 30 mm) and the posterior turn of slots 24-25 agree with this reading.
-CSI2014_VERTEBRAE: tuple[str, ...] = (
-    *(f"C{i}" for i in range(1, 8)),
-    *(f"T{i}" for i in range(1, 13)),
-    *(f"L{i}" for i in range(1, 6)),
-    "S1",
-    "S2",
-)
+CSI2014_VERTEBRAE: tuple[str, ...] = tuple(csi2014.VERTEBRA_NAMES)
 
-#: ISBI 2015 cephalometric landmarks, in the challenge's order.
-ISBI2015_LANDMARKS: tuple[str, ...] = (
-    "sella",
-    "nasion",
-    "orbitale",
-    "porion",
-    "subspinale",
-    "supramentale",
-    "pogonion",
-    "menton",
-    "gnathion",
-    "gonion",
-    "lower_incisal_incision",
-    "upper_incisal_incision",
-    "upper_lip",
-    "lower_lip",
-    "subnasale",
-    "soft_tissue_pogonion",
-    "posterior_nasal_spine",
-    "anterior_nasal_spine",
-    "articulare",
-)
+#: ISBI 2015 cephalometric landmarks, in the challenge's order (one definition, in :mod:`mlm.data.isbi2015`).
+ISBI2015_LANDMARKS: tuple[str, ...] = tuple(isbi2015.LANDMARK_NAMES)
 
 _DIGITS = ("thumb", "index", "middle", "ring", "little")
 
@@ -147,6 +125,33 @@ class atomic_output:
             os.replace(self.tmp, self.path)
         elif self.tmp.exists():
             self.tmp.unlink()
+
+
+@dataclass
+class PhantomVolume:
+    """A generated 3D volume on an axis-aligned grid with its landmarks (the base of the 3D phantoms).
+
+    Attributes:
+        image: ``(X, Y, Z)`` int16, indexed like the NIfTI array (LPS axes, ITK identity direction).
+        spacing: ``(3,)`` mm.
+        origin: ``(3,)`` LPS mm of voxel ``(0, 0, 0)``.
+        landmarks: ``(N, 3)`` LPS mm; NaN rows for landmarks outside the field of view.
+    """
+
+    image: np.ndarray
+    spacing: np.ndarray
+    origin: np.ndarray
+    landmarks: np.ndarray
+
+    @property
+    def landmarks_voxel(self) -> np.ndarray:
+        """``(N, 3)`` landmarks in voxel coordinates of :attr:`image` (NaN rows kept)."""
+        return (self.landmarks - self.origin) / self.spacing
+
+    @property
+    def affine_ras(self) -> np.ndarray:
+        """``(4, 4)`` voxel -> RAS mm affine, as stored in the NIfTI file and loaded by MONAI."""
+        return lps_affine_to_ras(self.spacing, self.origin)
 
 
 def lps_affine_to_ras(spacing: Sequence[float], origin_lps: Sequence[float]) -> np.ndarray:

@@ -24,7 +24,7 @@ from scipy.ndimage import gaussian_filter
 from mlm.data.phantoms.common import (
     HAND_MRI_LANDMARKS,
     SPLITS,
-    lps_affine_to_ras,
+    PhantomVolume,
     prepare_output_dir,
     progress,
     relative,
@@ -42,7 +42,7 @@ HAND_MRI_FROM_XRAY: tuple[int, ...] = (4, 0, 6, 7, 8, 9, 10, 11, 12, 18, 19, 20,
 
 
 @dataclass
-class HandMRIPhantom:
+class HandMRIPhantom(PhantomVolume):
     """One generated MR-like hand volume.
 
     Attributes:
@@ -53,19 +53,7 @@ class HandMRIPhantom:
         bone_mask: ``(X, Y, Z)`` bool.
     """
 
-    image: np.ndarray
-    spacing: np.ndarray
-    origin: np.ndarray
-    landmarks: np.ndarray
     bone_mask: np.ndarray
-
-    @property
-    def landmarks_voxel(self) -> np.ndarray:
-        return (self.landmarks - self.origin) / self.spacing
-
-    @property
-    def affine_ras(self) -> np.ndarray:
-        return lps_affine_to_ras(self.spacing, self.origin)
 
 
 def generate_hand_mri(

@@ -40,7 +40,7 @@ from scipy.ndimage import gaussian_filter
 from mlm.data.phantoms.common import (
     CSI2014_VERTEBRAE,
     SPLITS,
-    lps_affine_to_ras,
+    PhantomVolume,
     prepare_output_dir,
     progress,
     relative,
@@ -65,7 +65,7 @@ _WIDTH_MM = np.array([11.0, 8.0, 8.0, 10.0, 11.0, 17.0, 19.0, 24.0, 25.0, 20.0])
 
 
 @dataclass
-class SpineCTPhantom:
+class SpineCTPhantom(PhantomVolume):
     """One generated scan.
 
     Attributes:
@@ -76,21 +76,7 @@ class SpineCTPhantom:
         labels: ``(X, Y, Z)`` uint8 vertebral body masks, ``k + 1`` for slot ``k`` (0 = none).
     """
 
-    image: np.ndarray
-    spacing: np.ndarray
-    origin: np.ndarray
-    landmarks: np.ndarray
     labels: np.ndarray
-
-    @property
-    def landmarks_voxel(self) -> np.ndarray:
-        """``(26, 3)`` centroids in voxel coordinates of :attr:`image` (NaN rows kept)."""
-        return (self.landmarks - self.origin) / self.spacing
-
-    @property
-    def affine_ras(self) -> np.ndarray:
-        """``(4, 4)`` voxel -> RAS mm affine, as stored in the NIfTI file and loaded by MONAI."""
-        return lps_affine_to_ras(self.spacing, self.origin)
 
 
 def _rotation(rng: np.random.Generator, max_angle_rad: float) -> np.ndarray:
