@@ -77,6 +77,7 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--spine-iterations", type=int, default=4000)
     p.add_argument("--ceph-iterations", type=int, default=600)
     p.add_argument("--val-interval", type=int, default=500)
+    p.add_argument("--spine-images", type=int, default=120, help="spine phantom scans (80/20/20 split by default)")
     p.add_argument("--skip-ceph", action="store_true", help="spine comparison only")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy")
     p.add_argument("--data-root", type=Path, default=REPO / "data" / "phantoms")
@@ -88,7 +89,7 @@ def _main(argv: list[str] | None = None) -> int:
     rows, commands = [], []
 
     spine = data_root / "spine_ct"
-    ensure_phantom("spine_ct", spine, 60, args.seed)
+    ensure_phantom("spine_ct", spine, args.spine_images, args.seed)
     spine_errors = {}
     # demo.yaml's 24-voxel windows fit the U-Net's pooling with 4 levels (8x), the depth of the SCN's local part
     models = (

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-interval", type=int, default=500, help="validate and checkpoint every N iterations")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "demo", help="output folder (default runs/demo)")
     p.add_argument("--dataset-dir", type=Path, default=REPO / "data" / "phantoms" / "spine_ct")
-    p.add_argument("--num-images", type=int, default=60, help="phantom scans to generate (default 60)")
+    p.add_argument("--num-images", type=int, default=120, help="phantom scans to generate (default 120)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out, data = args.out.resolve(), args.dataset_dir.resolve()

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="dataset", required=True)
     p = sub.add_parser("spine_ct", help="spine CT (CSI 2014 layout)")
-    _common(p, 60)
+    _common(p, 120)
     _spine(p)
     p = sub.add_parser("ceph", help="cephalograms (ISBI 2015 layout)")
     _common(p, 60)

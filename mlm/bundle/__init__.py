@@ -13,17 +13,19 @@ from mlm.bundle.checkpoints import (
 )
 from mlm.bundle.datasets import check_dataset_dir, load_split
 from mlm.bundle.distributed import distributed_device, init_distributed, is_rank_zero, rank_zero_handlers, wrap_ddp
-from mlm.bundle.optim import parameter_groups
+from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
 from mlm.bundle.pipelines import landmark_preprocessing, random_window_crop
 from mlm.bundle.schema import metadata_schema_path
 
 __all__ = [
+    "LR_SCHEDULES",
     "check_checkpoint_compatible",
     "check_dataset_dir",
     "checkpoint_landmark_count",
     "distributed_device",
     "init_distributed",
     "is_rank_zero",
+    "iteration_lr_scheduler",
     "landmark_preprocessing",
     "latest_checkpoint",
     "load_split",

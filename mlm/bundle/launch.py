@@ -30,13 +30,26 @@ def ensure_phantom(name: str, dataset_dir: str | os.PathLike, num_images: int = 
     dataset_dir = Path(dataset_dir)
     datalist = dataset_dir / "datalist.json"
     if datalist.is_file():
-        print(f"using the existing {name} phantom at {dataset_dir}", flush=True)
+        found = _datalist_image_count(datalist)
+        print(f"using the existing {name} phantom at {dataset_dir} ({found} images)", flush=True)
+        if found != num_images:
+            print(
+                f"note: {num_images} images were asked for; delete {dataset_dir} (or pass another folder) to "
+                f"generate them, the figures of a run on {found} images differ from the documented ones",
+                flush=True,
+            )
         return datalist
     cmd = [sys.executable, "scripts/generate_phantoms.py", name, "--out", str(dataset_dir)]
     cmd += ["--num-images", str(num_images), "--seed", str(seed), "--no-progress"]
     print(f"\n$ python {shlex.join(cmd[1:])}", flush=True)
     subprocess.run(cmd, cwd=REPO_DIR, check=True)
     return datalist
+
+
+def _datalist_image_count(datalist: Path) -> int:
+    """Number of items over all splits of a datalist JSON (keys whose value is a list of dicts)."""
+    data = json.loads(datalist.read_text())
+    return sum(len(v) for v in data.values() if isinstance(v, list) and all(isinstance(i, dict) for i in v))
 
 
 def bundle_command(configs: Sequence[str], overrides: Sequence[str] = (), torchrun: int = 0) -> list[str]:

@@ -1,10 +1,16 @@
-"""Optimizer parameter groups for heatmap networks with a learnable-sigma loss."""
+"""Optimizer parameter groups for heatmap networks with a learnable-sigma loss, and the iteration LR schedules."""
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
-__all__ = ["parameter_groups"]
+__all__ = ["LR_SCHEDULES", "iteration_lr_scheduler", "parameter_groups"]
+
+#: the schedules :func:`iteration_lr_scheduler` knows
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def parameter_groups(network: nn.Module, loss: nn.Module | None = None, weight_decay: float = 0.0) -> list[dict]:
@@ -31,3 +37,45 @@ def parameter_groups(network: nn.Module, loss: nn.Module | None = None, weight_d
         no_decay.extend(p for p in loss.parameters() if p.requires_grad)
     groups = [{"params": decay, "weight_decay": float(weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def iteration_lr_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str = "constant", num_iterations: int = 1, min_factor: float = 0.01
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A learning-rate scheduler stepped once per training iteration (``LrScheduleHandler(epoch_level=False)``).
+
+    Args:
+        optimizer: the optimizer whose rates it scales (every group by the same factor).
+        schedule: ``"constant"`` (the papers: the rate never changes) or ``"cosine"`` (half a cosine from the
+            initial rate down to ``min_factor`` times it at ``num_iterations``, then held there).
+        num_iterations: length of the schedule in iterations (the bundle's ``num_iterations``).
+        min_factor: final rate as a fraction of the initial one (cosine only).
+
+    Returns:
+        a ``LambdaLR``; its ``state_dict`` (the iteration count) is saved with the checkpoints, so a resumed run
+        continues the schedule where it stopped.
+
+    Raises:
+        ValueError: an unknown schedule, ``num_iterations < 1`` or ``min_factor`` outside ``[0, 1]``.
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if int(num_iterations) < 1:
+        raise ValueError(f"num_iterations must be >= 1 for an LR schedule, got {num_iterations}")
+    if not 0.0 <= float(min_factor) <= 1.0:
+        raise ValueError(f"min_factor must be in [0, 1], got {min_factor}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule_factor(schedule, int(num_iterations), min_factor))
+
+
+def _schedule_factor(schedule: str, num_iterations: int, min_factor: float):
+    """The LR factor as a function of the iteration. A plain function, not a callable object, on purpose:
+    ``LambdaLR`` then saves only its iteration count, so a resumed run follows the schedule of its own config
+    (e.g. a longer ``num_iterations``) from the saved iteration on."""
+
+    def factor(iteration: int) -> float:
+        if schedule == "constant":
+            return 1.0
+        t = min(iteration, num_iterations) / num_iterations
+        return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor

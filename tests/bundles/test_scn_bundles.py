@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 def test_spine_training_saves_model_optimizer_loss_and_trainer_state(spine_trained):
     ckpt = torch.load(spine_trained / "models" / "model.pt", weights_only=True)
-    assert set(ckpt) >= {"model", "optimizer", "loss", "trainer"}
-    assert ckpt["trainer"]["iteration"] == 2
+    assert set(ckpt) >= {"model", "optimizer", "loss", "trainer", "lr_scheduler"}
+    assert ckpt["trainer"]["iteration"] == 2 and ckpt["lr_scheduler"]["last_epoch"] == 2
     assert ckpt["loss"]["sigmas"].shape == (26,)
     assert (spine_trained / "models" / "model_best.pt").is_file()
     sig = json.loads((spine_trained / "eval" / "sigmas.json").read_text())
@@ -32,13 +32,15 @@ def test_spine_resume_continues_at_saved_iteration(spine_data, spine_trained, tm
     shutil.copytree(spine_trained / "models", run / "models")
     before = torch.load(run / "models" / "model.pt", weights_only=True)
     args = ["--dataset_dir", str(spine_data), "--ckpt_dir", str(run / "models"), "--output_dir", str(run / "eval")]
-    args += SPINE_TINY + ["--sigma", "1.0", "--num_iterations", "3", "--val_interval", "1"]
+    # resumed with the cosine schedule over 3 iterations: the third step ends at lr_min_factor * lr
+    args += SPINE_TINY + ["--sigma", "1.0", "--num_iterations", "3", "--val_interval", "1", "--lr_schedule", "cosine"]
     result = check(run_bundle("scn_spine_ct", ["train.yaml", "cpu.yaml"], args))
     log = result.stdout + result.stderr
     assert "resumed from" in log and "iteration 2" in log
     assert "Epoch: 1/3" not in log and "Epoch: 3/3" in log  # only the third iteration ran
     after = torch.load(run / "models" / "model.pt", weights_only=True)
-    assert after["trainer"]["iteration"] == 3
+    assert after["trainer"]["iteration"] == 3 and after["lr_scheduler"]["last_epoch"] == 3
+    assert after["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 0.01)
     # the restored sigmas were the starting point: they moved by at most one Adam step (lr 1e-4)
     assert torch.allclose(after["loss"]["sigmas"], before["loss"]["sigmas"], atol=2e-4)
 

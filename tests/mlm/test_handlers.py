@@ -62,6 +62,60 @@ def test_parameter_groups_decay_only_kernels():
     assert any(p is loss.sigmas for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
 
 
+def _lrs_along(schedule: str, num_iterations: int, steps: int, min_factor: float = 0.01) -> list[float]:
+    from mlm.bundle import iteration_lr_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    sched = iteration_lr_scheduler(opt, schedule, num_iterations, min_factor)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs
+
+
+def test_iteration_lr_schedules_constant_and_cosine():
+    assert _lrs_along("constant", 10, 12) == [1e-4] * 13
+    lrs = _lrs_along("cosine", 10, 12, min_factor=0.01)
+    assert lrs[0] == pytest.approx(1e-4)
+    assert lrs[5] == pytest.approx(1e-4 * (0.01 + 0.99 * 0.5), rel=1e-9)  # half way: the mean of both ends
+    assert lrs[10] == pytest.approx(1e-6) and lrs[12] == pytest.approx(1e-6)  # held at the end
+    assert all(a > b for a, b in zip(lrs[:10], lrs[1:11]))  # strictly decreasing on the way
+
+
+def test_iteration_lr_schedule_resumes_at_saved_iteration_with_the_new_length():
+    from mlm.bundle import iteration_lr_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    sched = iteration_lr_scheduler(opt, "cosine", 10)
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    state_opt, state_sched = opt.state_dict(), sched.state_dict()
+    # resumed with a longer run (num_iterations 20): iteration 4 of the new schedule, not of the old one
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    sched2 = iteration_lr_scheduler(opt2, "cosine", 20)
+    opt2.load_state_dict(state_opt)
+    sched2.load_state_dict(state_sched)
+    opt2.step()
+    sched2.step()
+    assert sched2.last_epoch == 5
+    assert opt2.param_groups[0]["lr"] == pytest.approx(_lrs_along("cosine", 20, 5)[5], rel=1e-9)
+
+
+def test_iteration_lr_schedule_bad_arguments():
+    from mlm.bundle import iteration_lr_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'; choose one of constant, cosine"):
+        iteration_lr_scheduler(opt, "linear", 10)
+    with pytest.raises(ValueError, match="num_iterations must be >= 1"):
+        iteration_lr_scheduler(opt, "cosine", 0)
+    with pytest.raises(ValueError, match="min_factor must be in"):
+        iteration_lr_scheduler(opt, "cosine", 10, min_factor=1.5)
+
+
 def test_rank_zero_handlers_without_distributed_keeps_all():
     assert rank_zero_handlers([1, 2, 3], num_all_ranks=1) == [1, 2, 3]
 
