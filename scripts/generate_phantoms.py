@@ -2,7 +2,7 @@
 
 Examples::
 
-    python scripts/generate_phantoms.py spine_ct --out data/spine_phantom                # 60 scans, 2 mm
+    python scripts/generate_phantoms.py spine_ct --out data/spine_phantom                # 120 scans, 2 mm
     python scripts/generate_phantoms.py spine_ct --out /tmp/sp --num-images 6 --spacing 4 --size-xy 32
     python scripts/generate_phantoms.py ceph --out data/ceph_phantom --pixel-size 0.8
     python scripts/generate_phantoms.py all --out data/phantoms --num-images 12 --seed 1
