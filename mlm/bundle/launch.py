@@ -96,7 +96,7 @@ def run_bundle(
     if not folder.is_dir():
         raise FileNotFoundError(f"no bundle {bundle!r} in {BUNDLES_DIR}")
     cmd = bundle_command(configs, overrides, torchrun)
-    env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     if capture:
         return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
     if log_file is None:
