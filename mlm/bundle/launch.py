@@ -15,7 +15,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["BUNDLES_DIR", "bundle_command", "read_metrics", "run_bundle", "run_bundle_step", "ensure_phantom"]
+from mlm.data.datalist import datalist_split_names, read_datalist_json
+
+__all__ = [
+    "BUNDLES_DIR",
+    "bundle_command",
+    "config_list",
+    "ensure_phantom",
+    "read_metrics",
+    "run_bundle",
+    "run_bundle_step",
+]
 
 #: the root of this checkout and its ``bundles/`` folder
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -47,9 +57,14 @@ def ensure_phantom(name: str, dataset_dir: str | os.PathLike, num_images: int = 
 
 
 def _datalist_image_count(datalist: Path) -> int:
-    """Number of items over all splits of a datalist JSON (keys whose value is a list of dicts)."""
-    data = json.loads(datalist.read_text())
-    return sum(len(v) for v in data.values() if isinstance(v, list) and all(isinstance(i, dict) for i in v))
+    """Number of items over all splits of a datalist JSON."""
+    data = read_datalist_json(datalist)
+    return sum(len(data[split]) for split in datalist_split_names(data))
+
+
+def config_list(configs: Sequence[str]) -> str:
+    """The ``--config_file`` value that merges ``configs`` (file names inside ``configs/``) in order."""
+    return "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
 
 
 def bundle_command(configs: Sequence[str], overrides: Sequence[str] = (), torchrun: int = 0) -> list[str]:
@@ -60,11 +75,10 @@ def bundle_command(configs: Sequence[str], overrides: Sequence[str] = (), torchr
         overrides: extra ``--key value`` arguments.
         torchrun: number of processes to launch with ``torch.distributed.run`` (0: a plain process).
     """
-    config = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
     launcher = [sys.executable, "-m"]
     if torchrun:
         launcher += ["torch.distributed.run", f"--nproc_per_node={torchrun}", "--master_port=29517", "-m"]
-    return launcher + ["monai.bundle", "run", "--config_file", config, *[str(o) for o in overrides]]
+    return launcher + ["monai.bundle", "run", "--config_file", config_list(configs), *[str(o) for o in overrides]]
 
 
 def run_bundle(
@@ -114,8 +128,7 @@ def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str
     Raises:
         RuntimeError: the run failed; the message holds the end of its log and the log's path.
     """
-    config = "[" + ",".join(f"'configs/{c}'" for c in configs) + "]"
-    printable = f'python -m monai.bundle run --config_file "{config}" ' + shlex.join(str(o) for o in overrides)
+    printable = f'python -m monai.bundle run --config_file "{config_list(configs)}" ' + shlex.join(map(str, overrides))
     line = f"(cd bundles/{bundle} && {printable})"
     print(f"\n$ {line}", flush=True)
     t0 = time.perf_counter()
