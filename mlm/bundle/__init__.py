@@ -12,7 +12,14 @@ from mlm.bundle.checkpoints import (
     latest_checkpoint,
 )
 from mlm.bundle.datasets import check_dataset_dir, load_split
-from mlm.bundle.distributed import distributed_device, init_distributed, is_rank_zero, rank_zero_handlers, wrap_ddp
+from mlm.bundle.distributed import (
+    distributed_device,
+    every_rank_handler_types,
+    init_distributed,
+    is_rank_zero,
+    rank_zero_handlers,
+    wrap_ddp,
+)
 from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
 from mlm.bundle.pipelines import landmark_preprocessing, random_window_crop
 from mlm.bundle.schema import metadata_schema_path
@@ -23,6 +30,7 @@ __all__ = [
     "check_dataset_dir",
     "checkpoint_landmark_count",
     "distributed_device",
+    "every_rank_handler_types",
     "init_distributed",
     "is_rank_zero",
     "iteration_lr_scheduler",

@@ -9,7 +9,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["init_distributed", "distributed_device", "wrap_ddp", "is_rank_zero", "rank_zero_handlers"]
+__all__ = [
+    "init_distributed",
+    "distributed_device",
+    "wrap_ddp",
+    "is_rank_zero",
+    "every_rank_handler_types",
+    "rank_zero_handlers",
+]
 
 
 def init_distributed(backend: str | None = None) -> str:
@@ -56,11 +63,36 @@ def is_rank_zero() -> bool:
     return not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0
 
 
-def rank_zero_handlers(handlers: Sequence, num_all_ranks: int = 0) -> list:
-    """The handlers this process attaches: all of them on rank 0; only the first ``num_all_ranks`` elsewhere.
+def every_rank_handler_types() -> tuple[type, ...]:
+    """Handler types every DDP process must attach: they change the training itself, not what is reported.
 
-    Order ``train#handlers`` so that handlers every rank needs (resuming from a checkpoint, gradient
-    synchronisation, the LR scheduler) come first and logging / validation / checkpoint saving after.
+    Resuming and checkpoint loading (every rank holds the model), gradient synchronisation and clipping, the LR
+    scheduler and validation (each rank evaluates its share; the metrics are all-reduced).
+    """
+    from monai.handlers import CheckpointLoader, LrScheduleHandler, ValidationHandler
+
+    from mlm.handlers import AllReduceGradients, GradientNormClipping, ResumeFromCheckpoint
+
+    return (
+        ResumeFromCheckpoint,
+        CheckpointLoader,
+        AllReduceGradients,
+        GradientNormClipping,
+        LrScheduleHandler,
+        ValidationHandler,
+    )
+
+
+def rank_zero_handlers(handlers: Sequence, every_rank: Sequence[type] | None = None) -> list:
+    """The handlers this process attaches: all of them on rank 0; elsewhere only those every rank needs.
+
+    Args:
+        handlers: the bundle's handlers, in their order.
+        every_rank: handler types kept on every rank (default :func:`every_rank_handler_types`); the others (logging,
+            TensorBoard, progress bars, checkpoint saving, sigma reports) run on rank 0 only.
     """
     handlers = list(handlers)
-    return handlers if is_rank_zero() else handlers[: int(num_all_ranks)]
+    if is_rank_zero():
+        return handlers
+    keep = tuple(every_rank) if every_rank is not None else every_rank_handler_types()
+    return [h for h in handlers if isinstance(h, keep)]

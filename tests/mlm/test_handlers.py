@@ -117,7 +117,32 @@ def test_iteration_lr_schedule_bad_arguments():
 
 
 def test_rank_zero_handlers_without_distributed_keeps_all():
-    assert rank_zero_handlers([1, 2, 3], num_all_ranks=1) == [1, 2, 3]
+    assert rank_zero_handlers([1, 2, 3]) == [1, 2, 3]
+
+
+def test_rank_zero_handlers_on_other_ranks_keep_the_training_handlers_in_order(monkeypatch, tmp_path):
+    """A rank > 0 attaches resume, gradient sync/clipping, LR schedule and validation, whatever their positions."""
+    from monai.handlers import LrScheduleHandler, StatsHandler, ValidationHandler
+
+    import mlm.bundle.distributed as distributed
+    from mlm.handlers import AllReduceGradients, GradientNormClipping, ResumeFromCheckpoint, SigmaLogger
+
+    net = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    stats = StatsHandler()
+    resume = ResumeFromCheckpoint(ckpt_dir=str(tmp_path), load_dict={"model": net})
+    clip = GradientNormClipping(max_norm=1.0)
+    lr = LrScheduleHandler(sched, epoch_level=False, print_lr=False)
+    sync = AllReduceGradients(module=net)
+    val = ValidationHandler(interval=1, validator=None)
+    sigmas = SigmaLogger(loss=SCNHeatmapLoss(2, 2), output_dir=str(tmp_path))
+    handlers = [stats, resume, clip, sigmas, lr, sync, val]
+    monkeypatch.setattr(distributed, "is_rank_zero", lambda: False)
+    assert rank_zero_handlers(handlers) == [resume, clip, lr, sync, val]
+    assert rank_zero_handlers(handlers, every_rank=[StatsHandler]) == [stats]
+    monkeypatch.setattr(distributed, "is_rank_zero", lambda: True)
+    assert rank_zero_handlers(handlers) == handlers
 
 
 def test_missing_dataset_dir_and_wrong_landmark_count_errors(tmp_path):
