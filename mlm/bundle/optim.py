@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -13,7 +14,13 @@ __all__ = ["LR_SCHEDULES", "iteration_lr_scheduler", "parameter_groups"]
 LR_SCHEDULES = ("constant", "cosine")
 
 
-def parameter_groups(network: nn.Module, loss: nn.Module | None = None, weight_decay: float = 0.0) -> list[dict]:
+def parameter_groups(
+    network: nn.Module,
+    loss: nn.Module | None = None,
+    weight_decay: float = 0.0,
+    lr: float | None = None,
+    module_lr_factors: Mapping[str, float] | None = None,
+) -> list[dict]:
     """Parameter groups: conv/linear kernels with ``weight_decay``; biases and the loss's parameters without.
 
     Payer's SCN regularises only the conv kernels (``0.5 * wd * sum |W|^2``, i.e. SGD ``weight_decay=wd``); the
@@ -23,20 +30,45 @@ def parameter_groups(network: nn.Module, loss: nn.Module | None = None, weight_d
         network: the model (a ``DistributedDataParallel`` wrapper works too).
         loss: a loss with parameters (learnable sigmas), or None.
         weight_decay: L2 weight decay of the kernels.
+        lr: the optimizer's learning rate; required with ``module_lr_factors``.
+        module_lr_factors: ``{submodule name: factor}``: the parameters of ``network.<name>`` (e.g.
+            ``"spatial_configuration"`` of :class:`mlm.networks.SpatialConfigurationNet`) get their own groups with
+            learning rate ``factor * lr``. LR schedulers scale every group alike, so the ratio is kept.
 
     Returns:
-        a list of ``{"params": [...], "weight_decay": ...}`` dicts for a ``torch.optim`` optimizer
+        a list of ``{"params": [...], "weight_decay": ...[, "lr": ...]}`` dicts for a ``torch.optim`` optimizer
         (groups without parameters are dropped).
+
+    Raises:
+        ValueError: ``module_lr_factors`` without ``lr``, a name that is not a submodule, or a negative factor.
     """
-    decay, no_decay = [], []
-    for p in network.parameters():
+    module = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
+    factors = dict(module_lr_factors or {})
+    if factors and lr is None:
+        raise ValueError("parameter_groups: module_lr_factors needs the optimizer's lr.")
+    submodules = dict(module.named_modules())
+    for name, factor in factors.items():
+        if name not in submodules or name == "":
+            raise ValueError(
+                f"parameter_groups: {type(module).__name__} has no submodule {name!r} (module_lr_factors)."
+            )
+        if float(factor) < 0:
+            raise ValueError(f"parameter_groups: the lr factor of {name!r} must be >= 0, got {factor}.")
+    groups: dict[tuple[float, bool], list] = {}
+    for pname, p in module.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.ndim > 1 else no_decay).append(p)
+        factor = next((float(f) for n, f in factors.items() if pname.startswith(n + ".")), 1.0)
+        groups.setdefault((factor, p.ndim > 1), []).append(p)
     if loss is not None:
-        no_decay.extend(p for p in loss.parameters() if p.requires_grad)
-    groups = [{"params": decay, "weight_decay": float(weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        groups.setdefault((1.0, False), []).extend(p for p in loss.parameters() if p.requires_grad)
+    out = []
+    for (factor, decay), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1])):
+        group = {"params": params, "weight_decay": float(weight_decay) if decay else 0.0}
+        if factors:
+            group["lr"] = float(lr) * factor
+        out.append(group)
+    return [g for g in out if g["params"]]
 
 
 def iteration_lr_scheduler(

@@ -62,6 +62,39 @@ def test_parameter_groups_decay_only_kernels():
     assert any(p is loss.sigmas for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
 
 
+def test_parameter_groups_module_lr_factors_split_the_spatial_configuration():
+    from mlm.networks import SpatialConfigurationNet
+
+    net = SpatialConfigurationNet(3, 1, 4, num_filters=4, num_levels=2, spatial_downsample=2, spatial_kernel_size=3)
+    loss = SCNHeatmapLoss(4, 3)
+    groups = parameter_groups(net, loss, 0.01, lr=1e-3, module_lr_factors={"spatial_configuration": 0.1})
+    sc = {id(p) for p in net.spatial_configuration.parameters()}
+    by_lr: dict[float, set] = {}
+    for g in groups:
+        by_lr.setdefault(round(g["lr"], 12), set()).update(id(p) for p in g["params"])
+        assert g["weight_decay"] == (0.01 if all(p.ndim > 1 for p in g["params"]) else 0.0)
+    assert set(by_lr) == {1e-3, 1e-4}
+    assert by_lr[1e-4] == sc
+    others = {id(p) for p in net.parameters()} - sc | {id(loss.sigmas)}
+    assert by_lr[1e-3] == others
+    # every parameter exactly once; the LR schedule keeps the 10:1 ratio
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters())) + 1
+    opt = torch.optim.Adam(groups)
+    from mlm.bundle import iteration_lr_scheduler
+
+    sched = iteration_lr_scheduler(opt, "cosine", 10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    lrs = sorted({g["lr"] for g in opt.param_groups})
+    assert lrs[1] / lrs[0] == pytest.approx(10.0, rel=1e-9) and lrs[1] < 1e-3
+    with pytest.raises(ValueError, match="has no submodule 'spatial'"):
+        parameter_groups(net, loss, lr=1e-3, module_lr_factors={"spatial": 0.1})
+    with pytest.raises(ValueError, match="needs the optimizer's lr"):
+        parameter_groups(net, loss, module_lr_factors={"spatial_configuration": 0.1})
+    assert all("lr" not in g for g in parameter_groups(net, loss, 0.01))
+
+
 def _lrs_along(schedule: str, num_iterations: int, steps: int, min_factor: float = 0.01) -> list[float]:
     from mlm.bundle import iteration_lr_scheduler
 
