@@ -13,6 +13,7 @@ overlays and cumulative IPE plot), ``spine_cumulative_ipe.png`` (both spine mode
 Usage::
 
     python scripts/accuracy.py [--spine-iterations 4000] [--ceph-iterations 600] [--skip-ceph] [--out runs/accuracy]
+                               [--spine-configs demo.yaml ...]
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--ceph-iterations", type=int, default=600)
     p.add_argument("--val-interval", type=int, default=500)
     p.add_argument("--spine-images", type=int, default=120, help="spine phantom scans (80/20/20 split by default)")
+    p.add_argument(
+        "--spine-configs",
+        nargs="+",
+        default=["demo.yaml"],
+        help="scn_spine_ct overrides applied after cpu.yaml, for both networks (default: demo.yaml, 8 mm)",
+    )
     p.add_argument("--skip-ceph", action="store_true", help="spine comparison only")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "accuracy")
     p.add_argument("--data-root", type=Path, default=REPO / "data" / "phantoms")
@@ -93,8 +100,8 @@ def _main(argv: list[str] | None = None) -> int:
     spine_errors = {}
     # demo.yaml's 24-voxel windows fit the U-Net's pooling with 4 levels (8x), the depth of the SCN's local part
     models = (
-        ("SCN", "spine_scn", ["demo.yaml"], []),
-        ("Localization U-Net", "spine_unet", ["demo.yaml", "unet.yaml"], ["--network_def#num_levels", "4"]),
+        ("SCN", "spine_scn", args.spine_configs, []),
+        ("Localization U-Net", "spine_unet", [*args.spine_configs, "unet.yaml"], ["--network_def#num_levels", "4"]),
     )
     for label, folder, extra, overrides in models:
         m, cmds = train_and_evaluate(

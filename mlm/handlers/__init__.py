@@ -6,6 +6,7 @@ from mlm.handlers.gradient_clipping import GradientNormClipping
 from mlm.handlers.gradient_sync import AllReduceGradients
 from mlm.handlers.landmark_report import LandmarkReportHandler
 from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
+from mlm.handlers.saturation_monitor import SpatialSaturationMonitor
 from mlm.handlers.sigma_logger import SigmaLogger
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "LandmarkReportHandler",
     "ResumeFromCheckpoint",
     "SigmaLogger",
+    "SpatialSaturationMonitor",
     "TrainingCheckpointSaver",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -399,3 +400,54 @@ def test_gradient_clipping_rescales_to_max_norm_before_the_step():
 def test_gradient_clipping_refuses_non_finite_gradients():
     with pytest.raises(FloatingPointError, match="gradient norm is nan at iteration 1"):
         _trainer_with_grad(torch.tensor([float("nan"), 1.0]), 1e4)
+
+
+def _run_train_mode(net: torch.nn.Module, handler, iterations: int = 3, train: bool = True) -> Engine:
+    x = torch.randn(1, 1, 16, 16, 16)
+
+    def step(engine, batch):
+        net.train(train)
+        with torch.set_grad_enabled(train):
+            return net(x).sum()
+
+    engine = Engine(step)
+    handler.attach(engine)
+    engine.run(range(iterations), max_epochs=1)
+    return engine
+
+
+def test_spatial_saturation_monitor_warns_only_when_the_tanh_saturates(caplog):
+    from mlm.handlers import SpatialSaturationMonitor
+    from mlm.networks import LocalizationUNet, SpatialConfigurationNet
+
+    def scn():
+        torch.manual_seed(0)
+        return SpatialConfigurationNet(
+            3, 1, 2, num_filters=4, num_levels=2, spatial_downsample=2, spatial_kernel_size=3
+        )
+
+    healthy = scn()  # small-std init of the last spatial conv: pre-tanh ~0
+    with caplog.at_level(logging.INFO, logger="SpatialSaturation"):
+        engine = _run_train_mode(healthy, SpatialSaturationMonitor(healthy))
+    assert engine.state.metrics["spatial_saturation"] == pytest.approx(0.0, abs=1e-12)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    saturated = scn()
+    with torch.no_grad():
+        saturated.spatial_configuration.heatmaps.conv.bias.fill_(100.0)  # tanh input ~100 everywhere
+    monitor = SpatialSaturationMonitor(saturated)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="SpatialSaturation"):
+        engine = _run_train_mode(saturated, monitor)
+    assert engine.state.metrics["spatial_saturation"] == pytest.approx(1.0)
+    assert monitor.history == [(3, pytest.approx(1.0))]
+    assert any("module_lr_factors" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+    # eval-mode forwards (validation) are not counted; networks without the component are left alone
+    engine = _run_train_mode(saturated, SpatialSaturationMonitor(saturated), train=False)
+    assert "spatial_saturation" not in engine.state.metrics
+    unet = LocalizationUNet(3, 1, 2, num_filters=4, num_levels=2)
+    engine = _run_train_mode(unet, SpatialSaturationMonitor(unet))
+    assert "spatial_saturation" not in engine.state.metrics
+    with pytest.raises(ValueError, match="warn_fraction"):
+        SpatialSaturationMonitor(healthy, warn_fraction=1.5)
