@@ -161,19 +161,24 @@ def test_bundle_files_present():
         assert (root / "docs" / "README.md").is_file() and (root / "LICENSE").is_file()
 
 
+@pytest.mark.parametrize("z4", [False, True])
 @pytest.mark.parametrize("unet", [False, True])
-def test_spine_demo_override_networks_fit_their_windows(unet):
-    """demo.yaml (the demo's and accuracy script's size): SCN and 4-level U-Net map a window to 26 heatmaps."""
+def test_spine_demo_override_networks_fit_their_windows(unet, z4):
+    """demo.yaml (the demo's and accuracy script's size) and demo_z4.yaml (4 mm along z): SCN and 4-level U-Net map a
+    window to 26 heatmaps; the SCN's spatial-configuration component trains at 0.1x the rate, the U-Net at one rate."""
     from monai.bundle import ConfigParser
 
     configs = BUNDLES / "scn_spine_ct" / "configs"
-    files = ["train.yaml", "cpu.yaml", "demo.yaml"] + (["unet.yaml"] if unet else [])
+    files = ["train.yaml", "cpu.yaml", "demo.yaml"] + (["demo_z4.yaml"] if z4 else []) + (["unet.yaml"] if unet else [])
     parser = ConfigParser()
     parser.read_config([str(configs / f) for f in files])
     parser["num_filters"] = 4
     if unet:
         parser["network_def#num_levels"] = 4
-    assert parser["pixdim"] == 8.0 and parser["patch_size"] == [24, 24, 48]
+    size = [24, 24, 96] if z4 else [24, 24, 48]
+    assert parser["pixdim"] == ([8.0, 8.0, 4.0] if z4 else 8.0) and parser["patch_size"] == size
     net = parser.get_parsed_content("network_def")
-    out = net(torch.zeros(1, 1, *parser["patch_size"]))
-    assert tuple(out.shape) == (1, 26, 24, 24, 48) and torch.isfinite(out).all()
+    out = net(torch.zeros(1, 1, *size))
+    assert tuple(out.shape) == (1, 26, *size) and torch.isfinite(out).all()
+    lrs = sorted({round(g["lr"], 12) for g in parser.get_parsed_content("optimizer").param_groups})
+    assert lrs == ([0.001] if unet else [0.0001, 0.001])
