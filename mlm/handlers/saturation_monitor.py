@@ -48,13 +48,14 @@ class SpatialSaturationMonitor:
         self.threshold = float(threshold)
         self.warn_fraction = float(warn_fraction)
         self.logger = logging.getLogger(name)
-        self._sum = 0.0
+        self._sum: torch.Tensor | float = 0.0
         self._count = 0
         self.history: list[tuple[int, float]] = []
 
     def _hook(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         if module.training:
-            self._sum += float((output.detach().abs() > self.threshold).float().mean())
+            # stays a tensor on the network's device: no host sync per iteration
+            self._sum = self._sum + (output.detach().abs() > self.threshold).float().mean()
             self._count += 1
 
     def attach(self, engine: Engine) -> None:
@@ -67,7 +68,7 @@ class SpatialSaturationMonitor:
     def report(self, engine: Engine) -> None:
         if self._count == 0:
             return
-        fraction = self._sum / self._count
+        fraction = float(self._sum) / self._count
         self._sum, self._count = 0.0, 0
         iteration = int(engine.state.iteration)
         self.history.append((iteration, fraction))
