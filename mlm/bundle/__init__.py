@@ -18,6 +18,7 @@ from mlm.bundle.distributed import (
     init_distributed,
     is_rank_zero,
     rank_zero_handlers,
+    unwrap_ddp,
     wrap_ddp,
 )
 from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
@@ -41,5 +42,6 @@ __all__ = [
     "parameter_groups",
     "random_window_crop",
     "rank_zero_handlers",
+    "unwrap_ddp",
     "wrap_ddp",
 ]

@@ -13,6 +13,7 @@ __all__ = [
     "init_distributed",
     "distributed_device",
     "wrap_ddp",
+    "unwrap_ddp",
     "is_rank_zero",
     "every_rank_handler_types",
     "rank_zero_handlers",
@@ -56,6 +57,11 @@ def wrap_ddp(network: nn.Module, device: torch.device | str) -> nn.Module:
     if device.type == "cuda":
         return nn.parallel.DistributedDataParallel(network, device_ids=[device])
     return nn.parallel.DistributedDataParallel(network)
+
+
+def unwrap_ddp(network: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (``network`` itself when it is not wrapped)."""
+    return network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
 
 
 def is_rank_zero() -> bool:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from mlm.bundle.distributed import unwrap_ddp
+
 __all__ = ["LR_SCHEDULES", "iteration_lr_scheduler", "parameter_groups"]
 
 #: the schedules :func:`iteration_lr_scheduler` knows
@@ -42,7 +44,7 @@ def parameter_groups(
     Raises:
         ValueError: ``module_lr_factors`` without ``lr``, a name that is not a submodule, or a negative factor.
     """
-    module = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
+    module = unwrap_ddp(network)
     factors = dict(module_lr_factors or {})
     if factors and lr is None:
         raise ValueError("parameter_groups: module_lr_factors needs the optimizer's lr.")

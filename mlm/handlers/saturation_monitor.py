@@ -9,6 +9,8 @@ import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
+from mlm.bundle.distributed import unwrap_ddp
+
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -42,8 +44,7 @@ class SpatialSaturationMonitor:
     ) -> None:
         if threshold <= 0 or not 0.0 <= warn_fraction <= 1.0:
             raise ValueError(f"threshold must be > 0 and warn_fraction in [0, 1], got {threshold}, {warn_fraction}.")
-        module = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
-        spatial = getattr(module, "spatial_configuration", None)
+        spatial = getattr(unwrap_ddp(network), "spatial_configuration", None)
         self.target: nn.Module | None = getattr(spatial, "heatmaps", None)
         self.threshold = float(threshold)
         self.warn_fraction = float(warn_fraction)
