@@ -164,7 +164,7 @@ def test_bundle_files_present():
 @pytest.mark.parametrize("z4", [False, True])
 @pytest.mark.parametrize("unet", [False, True])
 def test_spine_demo_override_networks_fit_their_windows(unet, z4):
-    """demo.yaml (the demo's and accuracy script's size) and demo_z4.yaml (4 mm along z): SCN and 4-level U-Net map a
+    """demo.yaml (the demo's size) and demo_z4.yaml (4 mm along z, the accuracy script's): SCN and 4-level U-Net map a
     window to 26 heatmaps; the SCN's spatial-configuration component trains at 0.1x the rate, the U-Net at one rate."""
     from monai.bundle import ConfigParser
 
