@@ -3,8 +3,9 @@
 For the spine phantom it trains ``scn_spine_ct`` (``cpu.yaml`` + ``demo.yaml`` + ``demo_z4.yaml``: 8 mm x/y, 4 mm
 along z) and the Localization U-Net (the same + ``unet.yaml``) with the same iteration budget, seed and data,
 evaluates both on the test split and checks the bars of the SCN issue: SCN identification rate >= 90% and better
-than the U-Net's. For the cephalogram phantom it trains ``scn_ceph`` (``cpu.yaml``) and reports MRE and SDR at 2, 2.5, 3 and 4 mm. Every step is a
-``python -m monai.bundle run`` command (printed); re-running resumes the trainings from their checkpoints.
+than the U-Net's. For the cephalogram phantom it trains ``scn_ceph`` (``cpu.yaml``) and reports MRE and SDR at 2,
+2.5, 3 and 4 mm. Every step is a ``python -m monai.bundle run`` command (printed); re-running resumes the trainings
+from their checkpoints.
 
 Writes to ``--out`` (default ``runs/accuracy``): one folder per run (models/, train/, eval/ with metrics.json,
 overlays and cumulative IPE plot), ``spine_cumulative_ipe.png`` (both spine models on one plot) and
@@ -99,7 +100,8 @@ def _main(argv: list[str] | None = None) -> int:
     spine = data_root / "spine_ct"
     ensure_phantom("spine_ct", spine, args.spine_images, args.seed)
     spine_errors = {}
-    # demo.yaml's 24-voxel windows (96 along z with demo_z4.yaml) fit the U-Net's pooling with 4 levels (8x), the depth of the SCN's local part
+    # demo.yaml's 24-voxel windows (96 along z with demo_z4.yaml) fit the U-Net's pooling with 4 levels (8x), the
+    # depth of the SCN's local part
     models = (
         ("SCN", "spine_scn", args.spine_configs, []),
         ("Localization U-Net", "spine_unet", [*args.spine_configs, "unet.yaml"], ["--network_def#num_levels", "4"]),
