@@ -47,6 +47,21 @@ def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     return path
 
 
+def cumulative_plot_limit(errors: Sequence[np.ndarray], radii: Sequence[float] = ()) -> float:
+    """Default x-axis limit of a cumulative error plot: 1.05 x the nearest-rank 99th percentile of all finite errors
+    (at least the largest radius). Nearest rank means that with fewer than 100 errors the largest is kept on the plot,
+    so every curve reaches its top; with more, at most 1% of them run off the right edge.
+
+    Args:
+        errors: 1D error arrays (any unit; inf/NaN ignored).
+        radii: the guide-line radii that must stay visible.
+    """
+    finite = np.concatenate([np.asarray(e, dtype=float).reshape(-1) for e in errors] + [np.zeros(0)])
+    finite = finite[np.isfinite(finite)]
+    p99 = float(np.percentile(finite, 99, method="inverted_cdf")) if finite.size else 0.0
+    return max(p99, max(radii, default=1.0)) * 1.05
+
+
 def plot_cumulative_ipe(
     errors_by_method: Mapping[str, np.ndarray],
     path: str | os.PathLike,
@@ -67,7 +82,7 @@ def plot_cumulative_ipe(
         unit: unit label of the errors (``"mm"`` or ``"px"``).
         per_image: with ``(B, N)`` inputs, plot the per-image mean error (IPE, finite errors only) if True,
             else every point error (inf counted as never reached).
-        max_error: x-axis limit; default the 99th percentile of all finite errors (at least the largest radius).
+        max_error: x-axis limit; default :func:`cumulative_plot_limit` (the nearest-rank 99th percentile).
         title: figure title.
         dpi: resolution.
     """
@@ -83,12 +98,7 @@ def plot_cumulative_ipe(
         e = e.reshape(-1)
         e = e[~np.isnan(e)]
         curves[name] = np.sort(e)
-    finite_all = np.concatenate([c[np.isfinite(c)] for c in curves.values()] + [np.zeros(1)])
-    xmax = (
-        max_error
-        if max_error is not None
-        else max(float(np.percentile(finite_all, 99)), max(radii, default=1.0)) * 1.05
-    )
+    xmax = max_error if max_error is not None else cumulative_plot_limit(list(curves.values()), radii)
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, e in curves.items():
         if e.size == 0:

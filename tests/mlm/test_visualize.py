@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlm.visualize import plot_cumulative_ipe, plot_overlay
+from mlm.visualize import cumulative_plot_limit, plot_cumulative_ipe, plot_overlay
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,6 +26,20 @@ def test_cumulative_ipe_plot_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cdf.png", "cdf_points.png"]
     with pytest.raises(ValueError, match="empty"):
         plot_cumulative_ipe({}, tmp_path / "x.png")
+
+
+def test_cumulative_plot_limit_keeps_the_worst_of_few_errors():
+    """Below 100 errors the worst one stays on the axis (the spine test split has 20 images per model); beyond, the
+    nearest-rank 99th percentile lets at most 1% run off; inf/NaN are ignored and the largest radius stays visible."""
+    few = np.array([1.0, 2.0, 3.0, 28.3, np.inf, np.nan])
+    assert cumulative_plot_limit([few, np.array([5.0])], radii=(2.0, 20.0)) == pytest.approx(28.3 * 1.05, rel=1e-12)
+    many = np.concatenate([np.linspace(0.0, 10.0, 990), np.full(10, 500.0)])  # 1% gross outliers
+    assert cumulative_plot_limit([many]) == pytest.approx(10.0 * 1.05, rel=1e-12)
+    more = np.concatenate([np.linspace(0.0, 10.0, 989), np.full(11, 500.0)])  # 1.1%: the outliers stay visible
+    assert cumulative_plot_limit([more]) == pytest.approx(500.0 * 1.05, rel=1e-12)
+    assert cumulative_plot_limit([np.arange(1.0, 100.0)]) == pytest.approx(99.0 * 1.05, rel=1e-12)  # 99: the largest
+    assert cumulative_plot_limit([np.array([0.5])], radii=(2.0, 4.0)) == pytest.approx(4.0 * 1.05, rel=1e-12)
+    assert cumulative_plot_limit([np.array([np.inf])]) == pytest.approx(1.05, rel=1e-12)
 
 
 def test_overlay_2d_and_3d(tmp_path):
