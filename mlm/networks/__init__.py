@@ -6,7 +6,9 @@ from mlm.networks.blocks import (
     CubicUpsample,
     ExpandingBlock,
     LinearUpsample,
+    TensorModule,
     check_divisible,
+    check_input,
     keys_cubic_kernel,
 )
 from mlm.networks.scn import SCNLocalAppearance, SCNSpatialConfiguration, SpatialConfigurationNet
@@ -22,6 +24,8 @@ __all__ = [
     "SCNLocalAppearance",
     "SCNSpatialConfiguration",
     "SpatialConfigurationNet",
+    "TensorModule",
     "check_divisible",
+    "check_input",
     "keys_cubic_kernel",
 ]

@@ -6,8 +6,6 @@ Every block is built from MONAI's layer factories (``Conv[Conv.CONV, spatial_dim
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Dropout
@@ -23,9 +21,23 @@ __all__ = [
     "CubicUpsample",
     "keys_cubic_kernel",
     "check_divisible",
+    "check_input",
+    "TensorModule",
 ]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@torch.jit.interface
+class TensorModule(nn.Module):
+    """TorchScript interface of a module mapping one tensor to one tensor.
+
+    Annotating ``block: TensorModule = self.blocks[i]`` lets scripted code index an ``nn.ModuleList`` with a
+    loop variable (plain TorchScript only allows literal indices or iteration).
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # the argument name of nn.Sequential.forward
+        pass
 
 
 def he_init_(conv: nn.Module, negative_slope: float = 0.1) -> None:
@@ -42,14 +54,35 @@ def heatmap_init_(conv: nn.Module, std: float) -> None:
         nn.init.zeros_(conv.bias)
 
 
-def check_divisible(spatial_shape: Sequence[int], multiple: int, name: str) -> None:
-    """Raise ``ValueError`` when a spatial size is not a multiple of ``multiple`` (network ``name``)."""
-    bad = [int(s) for s in spatial_shape if int(s) % multiple != 0]
-    if bad:
+def check_divisible(spatial_shape: list[int], multiple: int, name: str) -> None:
+    """Raise ``ValueError`` when a spatial size is not a multiple of ``multiple`` (network ``name``).
+
+    TorchScript-compatible, so a scripted network keeps the check.
+    """
+    for size in spatial_shape:
+        if size % multiple != 0:
+            raise ValueError(
+                f"{name}: every input spatial size must be a multiple of {multiple}, got spatial shape "
+                f"{spatial_shape} (pad or crop the input, e.g. with monai.transforms.DivisiblePad(k={multiple}))."
+            )
+
+
+def check_input(x: torch.Tensor, spatial_dims: int, multiple: int, min_size: int, name: str, hint: str = "") -> None:
+    """Check a network input ``(B, C, *S)``: ``spatial_dims`` spatial axes, each a multiple of ``multiple`` and at
+    least ``min_size`` (``hint`` says why, e.g. the padding mode). Raises ``ValueError``; TorchScript-compatible."""
+    if x.dim() != spatial_dims + 2:
         raise ValueError(
-            f"{name}: every input spatial size must be a multiple of {multiple}, got spatial shape "
-            f"{tuple(int(s) for s in spatial_shape)} (pad or crop the input, e.g. with monai.transforms.DivisiblePad(k={multiple}))."
+            f"{name}({spatial_dims}D) expects input (B, C, *S) with {spatial_dims} spatial dims, got shape "
+            f"{list(x.shape)}."
         )
+    spatial_shape = list(x.shape[2:])
+    check_divisible(spatial_shape, multiple, name)
+    for size in spatial_shape:
+        if size < min_size:
+            raise ValueError(
+                f"{name}: {hint}every input spatial size must be >= {min_size} (and a multiple of {multiple}), got "
+                f"spatial shape {spatial_shape}."
+            )
 
 
 class ConvAct(nn.Sequential):
@@ -139,7 +172,7 @@ class LinearUpsample(nn.Module):
         self.scale_factor = int(scale_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode, align_corners=False)
+        return F.interpolate(x, scale_factor=float(self.scale_factor), mode=self.mode, align_corners=False)
 
 
 def keys_cubic_kernel(scale_factor: int, a: float = -0.5) -> torch.Tensor:
@@ -184,12 +217,11 @@ class CubicUpsample(nn.Module):
         if s == 1:
             return x
         channels = x.shape[1]
-        conv_t = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[self.spatial_dims]
         kernel = self.kernel.to(dtype=x.dtype, device=x.device)
         for axis in range(self.spatial_dims):
             shape = [1] * self.spatial_dims
             shape[axis] = kernel.numel()
-            weight = kernel.view(1, 1, *shape).expand(channels, 1, *shape)
+            weight = kernel.view([1, 1] + shape).expand([channels, 1] + shape)
             stride = [1] * self.spatial_dims
             stride[axis] = s
             pad = [0] * (2 * self.spatial_dims)  # F.pad order: last axis first
@@ -198,7 +230,12 @@ class CubicUpsample(nn.Module):
             x = F.pad(x, pad, mode="replicate")
             padding = [0] * self.spatial_dims
             padding[axis] = 3 * s + s // 2  # floor(1.5 s) (kernel centre) + 2 s (replicated border)
-            x = conv_t(x, weight, stride=stride, padding=padding, groups=channels)
+            if self.spatial_dims == 2:
+                x = F.conv_transpose2d(x, weight, stride=stride, padding=padding, groups=channels)
+            elif self.spatial_dims == 3:
+                x = F.conv_transpose3d(x, weight, stride=stride, padding=padding, groups=channels)
+            else:
+                x = F.conv_transpose1d(x, weight, stride=stride, padding=padding, groups=channels)
             if s % 2:  # odd factors: 2 * floor(1.5 s) = 3 s - 1, so the transposed conv gives one sample too many
                 x = x.narrow(axis + 2, 0, x.shape[axis + 2] - 1)
         return x

@@ -11,7 +11,7 @@ from mlm.networks.blocks import (
     ConvAct,
     CubicUpsample,
     LinearUpsample,
-    check_divisible,
+    check_input,
     heatmap_init_,
 )
 
@@ -48,15 +48,16 @@ class SCNLocalAppearance(nn.Module):
         self.upsample = LinearUpsample(spatial_dims, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parallel = []
+        parallel: list[torch.Tensor] = []
         node = x
-        for level in range(self.num_levels):
+        # zip over the ModuleLists (no indexing by a variable) keeps the module scriptable
+        for level, (contracting, parallel_conv) in enumerate(zip(self.contracting, self.parallel)):
             if level > 0:
                 node = self.downsample(node)
-            node = self.contracting[level](node)
-            parallel.append(self.parallel[level](node))
+            node = contracting(node)
+            parallel.append(parallel_conv(node))
         node = parallel[-1]
-        for level in reversed(range(self.num_levels - 1)):
+        for level in range(self.num_levels - 2, -1, -1):
             node = parallel[level] + self.upsample(node)
         return node
 
@@ -199,17 +200,14 @@ class SpatialConfigurationNet(nn.Module):
 
     def forward_components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(local_heatmaps, spatial_heatmaps)``, both ``(B, N, *S)``; their product is ``forward(x)``."""
-        if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
-                f"SpatialConfigurationNet({self.spatial_dims}D) expects input (B, C, *S) with {self.spatial_dims} "
-                f"spatial dims, got shape {tuple(x.shape)}."
-            )
-        check_divisible(x.shape[2:], self.size_multiple, type(self).__name__)
-        if min(x.shape[2:]) < self.min_size:
-            raise ValueError(
-                f"SpatialConfigurationNet: with padding_mode={self.padding_mode!r} every input spatial size must be "
-                f">= {self.min_size} (and a multiple of {self.size_multiple}), got spatial shape {tuple(x.shape[2:])}."
-            )
+        check_input(
+            x,
+            self.spatial_dims,
+            self.size_multiple,
+            self.min_size,
+            "SpatialConfigurationNet",
+            f"with padding_mode='{self.padding_mode}' ",
+        )
         local = self.local_heatmaps(self.local_appearance(self.conv0(x)))
         spatial = self.spatial_configuration(local)
         return local, spatial

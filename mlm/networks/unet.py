@@ -11,7 +11,8 @@ from mlm.networks.blocks import (
     ConvAct,
     ExpandingBlock,
     LinearUpsample,
-    check_divisible,
+    TensorModule,
+    check_input,
     heatmap_init_,
 )
 
@@ -87,19 +88,17 @@ class LocalizationUNet(nn.Module):
         heatmap_init_(self.heatmaps.conv, heatmap_init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != self.spatial_dims + 2:
-            raise ValueError(
-                f"LocalizationUNet({self.spatial_dims}D) expects input (B, C, *S) with {self.spatial_dims} spatial "
-                f"dims, got shape {tuple(x.shape)}."
-            )
-        check_divisible(x.shape[2:], self.size_multiple, type(self).__name__)
-        skips = []
+        check_input(x, self.spatial_dims, self.size_multiple, 1, "LocalizationUNet")
+        skips: list[torch.Tensor] = []
         node = x
-        for level in range(self.num_levels):
+        # iterate the ModuleLists (no indexing by a variable) so the module is scriptable
+        for level, contracting in enumerate(self.contracting):
             if level > 0:
                 node = self.downsample(node)
-            node = self.contracting[level](node)
+            node = contracting(node)
             skips.append(node)
-        for level in reversed(range(self.num_levels - 1)):
-            node = self.expanding[level](torch.cat([skips[level], self.upsample(node)], dim=1))
+        for level in range(self.num_levels - 2, -1, -1):
+            # indexing a ModuleList by a loop variable is scriptable through a module interface annotation
+            expanding: TensorModule = self.expanding[level]
+            node = expanding.forward(torch.cat([skips[level], self.upsample(node)], dim=1))
         return self.heatmaps(node)

@@ -143,3 +143,47 @@ def test_keys_kernel_sums_to_scale_factor_and_interpolates():
         # partition of unity: each output phase's taps sum to 1
         for phase in range(s):
             assert abs(k[phase::s].sum().item() - 1.0) < 1e-6
+
+
+_SCRIPTABLE = {
+    "scn_2d_cubic": (lambda: SpatialConfigurationNet(2, 1, 5, num_filters=8), [(1, 1, 64, 64), (2, 1, 32, 48)]),
+    "scn_2d_linear": (
+        lambda: SpatialConfigurationNet(2, 1, 3, num_filters=4, spatial_upsample_mode="linear"),
+        [(1, 1, 32, 32), (1, 1, 16, 64)],
+    ),
+    "scn_3d_reflect": (
+        lambda: _scn_3d(num_landmarks=4, padding_mode="reflect"),
+        [(1, 1, 32, 32, 64), (1, 1, 40, 32, 32)],
+    ),
+    "unet_2d": (lambda: LocalizationUNet(2, 1, 5, num_filters=8, num_levels=4), [(1, 1, 64, 64), (2, 1, 16, 32)]),
+    "unet_3d_doubling": (
+        lambda: LocalizationUNet(3, 1, 5, num_filters=4, num_levels=3, double_filters_per_level=True),
+        [(1, 1, 16, 16, 24), (1, 1, 8, 12, 16)],
+    ),
+}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("name", sorted(_SCRIPTABLE))
+def test_networks_are_scriptable_and_match_eager_on_several_sizes(name, tmp_path):
+    """torch.jit.script (the model zoo's TorchScript export) gives exactly the eager output, also after save/load."""
+    build, shapes = _SCRIPTABLE[name]
+    net = build().eval()
+    scripted = torch.jit.script(net)
+    torch.jit.save(scripted, str(tmp_path / "net.ts"))
+    loaded = torch.jit.load(str(tmp_path / "net.ts"))
+    for shape in shapes:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            eager = net(x)
+            assert torch.equal(scripted(x), eager), f"{name} {shape}: scripted output differs from eager"
+            assert torch.equal(loaded(x), eager), f"{name} {shape}: saved and loaded TorchScript differs from eager"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_scripted_network_keeps_the_input_checks():
+    scripted = torch.jit.script(SpatialConfigurationNet(2, 1, 2, num_filters=4).eval())
+    with pytest.raises(torch.jit.Error, match="multiple of 16"):
+        scripted(torch.randn(1, 1, 30, 32))
+    with pytest.raises(torch.jit.Error, match="2 spatial dims"):
+        scripted(torch.randn(1, 1, 32, 32, 32))
