@@ -198,6 +198,9 @@ class MaxSlidingWindowInferer(Inferer):
     (``align_last``), exactly MONAI's ``SlidingWindowInferer`` windows for the same ``roi_size``/interval.
     Axes shorter than ``roi_size`` are padded at the end and the output cropped back, so the result is exact
     for networks that need the full window size. Call it under ``torch.no_grad()`` / ``eval()`` as usual.
+    The padding never reaches the output (:class:`MaxMerger` crops the merged maps to the input's shape), but the
+    input may itself be padded (the bundles pad x/y to the window): a landmark whose maximum lies in padding is
+    outside the original image, and :class:`mlm.prediction.HeatmapsToLandmarksd` marks it missing (NaN) and logs it.
 
     Spine CT (Payer): ``MaxSlidingWindowInferer(roi_size=(96, 96, 192), step=(96, 96, 64))``.
 

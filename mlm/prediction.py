@@ -6,18 +6,21 @@ These dictionary transforms run as an engine's ``postprocessing`` on decollated 
   (RAS mm, MONAI's convention) using the affine of the preprocessed image the heatmaps were computed on.
   That affine maps preprocessed voxels to world coordinates directly (every MONAI spatial transform updates
   it), so no inverse chain of the preprocessing is needed: world mm are the same in the original image.
+  A landmark decoded outside the ORIGINAL image (in the padding of the preprocessed grid or of the sliding
+  windows, e.g. on a volume smaller than the network's input) is marked missing (NaN row) and logged.
 - :class:`LandmarksToWorldd` maps ground-truth landmarks ``(N, D)`` in voxel coordinates of the same image to
   world mm, so that predictions and ground truth are compared in the original physical space.
 - :class:`SaveLandmarksd` writes one JSON per image, atomically: world mm in LPS (ITK/DICOM; the project's
   landmark-file format, readable by ``transforms.io.read_landmark_file``) and the voxel coordinates in the
   ORIGINAL image grid (from the loaded image's ``original_affine``), plus the heatmaps on request (NIfTI).
+  An item id that would put a file outside the output folder (``"../x"``, an absolute path) is refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,16 +32,21 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from mlm.heatmaps import decode_heatmaps, voxel_to_world, world_to_voxel
+from transforms.io.atomic import atomic_write, output_path
 
 __all__ = [
     "heatmaps_to_voxels",
     "image_affine",
     "original_affine",
+    "original_spatial_shape",
+    "outside_original_image",
     "HeatmapsToLandmarksd",
     "LandmarksToWorldd",
     "SaveLandmarksd",
     "landmark_record",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def _spatial(affine: Any, spatial_dims: int) -> torch.Tensor:
@@ -74,6 +82,43 @@ def original_affine(image: torch.Tensor, spatial_dims: int, spacing: Sequence[fl
     return affine
 
 
+def original_spatial_shape(image: torch.Tensor, spatial_dims: int) -> tuple[int, ...] | None:
+    """Spatial shape of the image as it was read from disk (``meta["spatial_shape"]``), or None when unknown.
+
+    It is in the axis order of the file's array, the order of :func:`original_affine`'s voxel axes.
+    """
+    if not isinstance(image, MetaTensor) or image.meta.get("spatial_shape") is None:
+        return None
+    shape = [int(v) for v in np.asarray(torch.as_tensor(image.meta["spatial_shape"]).cpu()).reshape(-1)]
+    return tuple(shape) if len(shape) == spatial_dims else None
+
+
+def outside_original_image(
+    world: torch.Tensor, image: torch.Tensor, spacing: Sequence[float] | None = None
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Which landmarks ``(N, D)`` (world RAS mm) lie outside the original image of the preprocessed ``image``.
+
+    A point is inside when its voxel coordinates in the original grid (:func:`original_affine`) are within the
+    outer voxel faces ``[-0.5, size - 0.5]`` on every axis. Without the original shape (``meta["spatial_shape"]``)
+    the preprocessed image's own grid is used. NaN rows are never outside.
+
+    Returns:
+        ``(N,)`` bool mask and the shape the points were checked against.
+    """
+    dims = world.shape[-1]
+    world = torch.as_tensor(world, dtype=torch.float64).detach().cpu()
+    shape = original_spatial_shape(image, dims)
+    if shape is None:
+        shape = tuple(int(s) for s in image.shape[1 : 1 + dims])
+        voxels = world_to_voxel(world, image_affine(image, dims))
+    else:
+        voxels = world_to_voxel(world, original_affine(image, dims, spacing))
+    size = torch.as_tensor(shape, dtype=torch.float64)
+    eps = 1e-6
+    outside = ((voxels < -0.5 - eps) | (voxels > size - 0.5 + eps)).any(dim=-1)
+    return outside, shape
+
+
 def heatmaps_to_voxels(heatmaps: torch.Tensor, method: str = "dark") -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one image's heatmaps ``(N, *S)`` into voxel coordinates ``(N, D)`` and peak values ``(N,)`` (float64)."""
     h = heatmaps.as_tensor() if isinstance(heatmaps, MetaTensor) else torch.as_tensor(heatmaps)
@@ -97,6 +142,11 @@ def _file_name(image: Any) -> str:
 class HeatmapsToLandmarksd(MapTransform):
     """Replace heatmaps ``(N, *S)`` under ``keys`` by decoded world coordinates ``(N, D)`` (RAS mm, float64).
 
+    A landmark decoded outside the original image (its maximum lies in padding that the preprocessing, e.g. the
+    centre pad to the network's input size, or the sliding windows added) is not a detection in the image: with
+    ``outside="missing"`` its row (world and voxel coordinates) becomes NaN and a warning names the image and
+    the landmarks; see :func:`outside_original_image`.
+
     Args:
         keys: heatmap keys (default ``"pred"``).
         ref_key: key of the (preprocessed) image the heatmaps were computed on; its affine maps their voxels to
@@ -105,6 +155,11 @@ class HeatmapsToLandmarksd(MapTransform):
         voxel_key_postfix: the voxel coordinates of the preprocessed grid are stored under ``f"{key}_{postfix}"``.
         values_key_postfix: the heatmap peak values ``(N,)`` are stored under ``f"{key}_{postfix}"``.
         heatmaps_key_postfix: when given, the heatmaps are kept under ``f"{key}_{postfix}"`` (for saving).
+        outside: landmarks decoded outside the original image: ``"missing"`` (NaN row, logged warning) or
+            ``"keep"`` (unchanged).
+        spacing_key: key of a per-item pixel spacing (datalist ``"spacing"``) for the original grid of pixel-only
+            images (see :func:`original_affine`), or None.
+        names: landmark names used in the warning (default: indices).
     """
 
     def __init__(
@@ -115,14 +170,22 @@ class HeatmapsToLandmarksd(MapTransform):
         voxel_key_postfix: str = "voxel",
         values_key_postfix: str = "values",
         heatmaps_key_postfix: str | None = None,
+        outside: str = "missing",
+        spacing_key: str | None = "spacing",
+        names: Sequence[str] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if outside not in ("missing", "keep"):
+            raise ValueError(f"HeatmapsToLandmarksd: outside must be 'missing' or 'keep', got {outside!r}.")
         self.ref_key = ref_key
         self.method = method
         self.voxel_key_postfix = voxel_key_postfix
         self.values_key_postfix = values_key_postfix
         self.heatmaps_key_postfix = heatmaps_key_postfix
+        self.outside = outside
+        self.spacing_key = spacing_key
+        self.names = None if names is None else [str(n) for n in names]
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -137,6 +200,19 @@ class HeatmapsToLandmarksd(MapTransform):
             voxels, values = heatmaps_to_voxels(heatmaps, self.method)
             # the preprocessed image's affine maps its voxels to world mm: no inverse preprocessing chain is needed
             world = voxel_to_world(voxels, image_affine(image, voxels.shape[-1]))
+            if self.outside == "missing":
+                spacing = _item_spacing(d.get(self.spacing_key)) if self.spacing_key else None
+                outside, shape = outside_original_image(world, image, spacing)
+                if bool(outside.any()):
+                    idx = outside.nonzero().flatten().tolist()
+                    which = [self.names[k] if self.names and k < len(self.names) else str(k) for k in idx]
+                    logger.warning(
+                        f"{_file_name(image)}: {len(idx)} of {outside.numel()} predicted landmarks lie outside the "
+                        f"image (shape {shape}) and are marked missing: {', '.join(which)}."
+                    )
+                    world, voxels = world.clone(), voxels.clone()
+                    world[outside] = float("nan")
+                    voxels[outside] = float("nan")
             if self.heatmaps_key_postfix:
                 d[f"{key}_{self.heatmaps_key_postfix}"] = heatmaps
             d[f"{key}_{self.voxel_key_postfix}"] = voxels
@@ -216,26 +292,14 @@ def landmark_record(
     return rec
 
 
-def _atomic_write(path: Path, writer) -> None:
-    """Call ``writer(tmp_path)`` then move the temporary file onto ``path`` (same folder, ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 class SaveLandmarksd(MapTransform):
     """Write each image's predicted landmarks to ``output_dir/<id>_landmarks.json`` (atomically).
 
     The file holds world mm in LPS (see :func:`landmark_record`) and voxel coordinates of the original image grid;
     with ``save_heatmaps`` also ``<id>_heatmaps.nii.gz`` ``(S..., N)`` with the preprocessed image's affine.
+    Files are written with :func:`transforms.io.atomic_write` (permissions follow the umask). An id whose file
+    would resolve outside ``output_dir`` (``"../x"``, ``"/tmp/x"``) raises ``ValueError`` naming the id and the
+    folder (:func:`transforms.io.output_path`); ids with sub-folders inside it are allowed.
 
     Args:
         keys: keys of the world coordinates ``(N, D)`` RAS mm (the output of :class:`HeatmapsToLandmarksd`).
@@ -295,9 +359,8 @@ class SaveLandmarksd(MapTransform):
                 _file_name(image),
             )
             suffix = "" if key == "pred" else f"_{key}"
-            path = self.output_dir / f"{item}{suffix}_landmarks.json"
-            text = json.dumps(rec, indent=2) + "\n"
-            _atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+            path = output_path(self.output_dir, f"{item}{suffix}_landmarks.json", item)
+            atomic_write(path, json.dumps(rec, indent=2) + "\n")
             if self.save_heatmaps:
                 hkey = f"{key}_{self.heatmaps_key_postfix}"
                 if hkey not in d:
@@ -305,7 +368,9 @@ class SaveLandmarksd(MapTransform):
                         f"SaveLandmarksd: save_heatmaps=True but no {hkey!r} entry; set heatmaps_key_postfix in "
                         "HeatmapsToLandmarksd."
                     )
-                self._save_heatmaps(d[hkey], image, self.output_dir / f"{item}{suffix}_heatmaps.nii.gz")
+                self._save_heatmaps(
+                    d[hkey], image, output_path(self.output_dir, f"{item}{suffix}_heatmaps.nii.gz", item)
+                )
         return d
 
     @staticmethod
@@ -320,4 +385,4 @@ class SaveLandmarksd(MapTransform):
         aff[:dims, :dims], aff[:dims, 3] = a[:dims, :dims], a[:dims, dims]
         if dims == 2:
             arr = arr[:, :, None, :]
-        _atomic_write(path, lambda tmp: nib.save(nib.Nifti1Image(arr, aff), tmp))
+        atomic_write(path, lambda tmp: nib.save(nib.Nifti1Image(arr, aff), tmp))

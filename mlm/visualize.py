@@ -1,14 +1,14 @@
 """Plots for landmark detection results (matplotlib, Agg backend): cumulative error curves and overlays.
 
-Every function saves its figure atomically (temporary file in the same folder, then ``os.replace``) and
-returns the path written. Coordinates are voxel indices of the image array, ordered like its axes
-(``(i, j)`` for an ``(H, W)``-shaped array as given: axis 0 is drawn vertically, axis 1 horizontally).
+Every function saves its figure atomically (:func:`transforms.io.atomic_write`: temporary file in the same
+folder, fsync, ``os.replace``; permissions follow the umask) and returns the path written. Coordinates are voxel
+indices of the image array, ordered like its axes (``(i, j)`` for an ``(H, W)``-shaped array as given: axis 0 is
+drawn vertically, axis 1 horizontally).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from transforms.io.atomic import atomic_write  # noqa: E402
 
 __all__ = ["plot_cumulative_ipe", "plot_overlay"]
 
@@ -29,22 +31,17 @@ def _numpy(x) -> np.ndarray:
 
 
 def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
+    """Save ``fig`` atomically to ``path`` (format from its extension, PNG without one) and close it."""
     path = Path(path)
-    if not path.parent.is_dir():
-        plt.close(fig)
-        raise FileNotFoundError(f"cannot save the figure to {path}: folder {path.parent} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent)
-    os.close(fd)
+    fmt = path.suffix.lstrip(".") or "png"
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=(path.suffix.lstrip(".") or "png"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"cannot save the figure to {path}: folder {path.parent} does not exist.")
+        return atomic_write(
+            path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt), make_parents=False
+        )
     finally:
         plt.close(fig)
-    return path
 
 
 def cumulative_plot_limit(errors: Sequence[np.ndarray], radii: Sequence[float] = ()) -> float:

@@ -1,15 +1,21 @@
-"""Helpers that the bundles' configs call: dataset checks, pipelines, checkpoints, optimizer groups, DDP wiring.
+"""Helpers that the bundles' configs call: dataset checks, pipelines, the resumable sample stream, checkpoints,
+optimizer groups, DDP wiring.
 
 Bundle configs stay declarative: every piece of logic they need is a function or class here (or in
 ``mlm.handlers``, ``mlm.engines``, ``mlm.prediction``), so that it can be tested without launching a bundle.
+In a ``python -m monai.bundle`` process, importing this package installs :func:`install_error_hook`: a run that
+fails ends with its traceback, one last line ``error: <file>: <problem>`` and exit status 1 (``mlm.bundle.errors``).
 ``metadata_schema.json`` is the JSON schema the bundles' ``configs/metadata.json`` is verified against
 (``python -m monai.bundle verify_metadata --filepath``); see :func:`metadata_schema_path`.
 """
 
 from mlm.bundle.checkpoints import (
+    atomic_torch_save,
     check_checkpoint_compatible,
+    checkpoint_candidates,
     checkpoint_landmark_count,
     latest_checkpoint,
+    load_checkpoint,
 )
 from mlm.bundle.datasets import check_dataset_dir, load_split
 from mlm.bundle.distributed import (
@@ -21,27 +27,49 @@ from mlm.bundle.distributed import (
     unwrap_ddp,
     wrap_ddp,
 )
+from mlm.bundle.errors import error_summary, install_error_hook, is_bundle_run, root_cause
 from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
 from mlm.bundle.pipelines import landmark_preprocessing, random_window_crop
+from mlm.bundle.random_states import GlobalRandomStates
+from mlm.bundle.resumable_dataset import ResumableCacheDataset
+from mlm.bundle.sampling import DataPosition, ResumableSampler, SampleKey, sample_seed
 from mlm.bundle.schema import metadata_schema_path
+from mlm.bundle.training_length import num_epochs
 
 __all__ = [
     "LR_SCHEDULES",
+    "DataPosition",
+    "GlobalRandomStates",
+    "ResumableCacheDataset",
+    "ResumableSampler",
+    "SampleKey",
+    "atomic_torch_save",
     "check_checkpoint_compatible",
     "check_dataset_dir",
+    "checkpoint_candidates",
     "checkpoint_landmark_count",
     "distributed_device",
+    "error_summary",
     "every_rank_handler_types",
     "init_distributed",
+    "install_error_hook",
+    "is_bundle_run",
     "is_rank_zero",
     "iteration_lr_scheduler",
     "landmark_preprocessing",
     "latest_checkpoint",
+    "load_checkpoint",
     "load_split",
     "metadata_schema_path",
+    "num_epochs",
     "parameter_groups",
     "random_window_crop",
     "rank_zero_handlers",
+    "root_cause",
+    "sample_seed",
     "unwrap_ddp",
     "wrap_ddp",
 ]
+
+if is_bundle_run():
+    install_error_hook()

@@ -1,9 +1,10 @@
-"""Checkpoint discovery and compatibility checks: a checkpoint from another bundle fails with a clear message."""
+"""Checkpoint files: atomic writing, discovery (newest first), loading, and checks that a checkpoint fits a bundle."""
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,52 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["latest_checkpoint", "checkpoint_landmark_count", "check_checkpoint_compatible", "load_checkpoint"]
+from transforms.io.atomic import atomic_write
+
+__all__ = [
+    "atomic_torch_save",
+    "check_checkpoint_compatible",
+    "checkpoint_candidates",
+    "checkpoint_landmark_count",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "temporary_file_target",
+]
+
+# the temporary files of transforms.io.atomic.atomic_write: ".<target>.<hex>.tmp" plus the target's suffixes
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[0-9a-f]+\.tmp(?:\.[^.]+){0,2}")
+
+
+def temporary_file_target(name: str) -> str | None:
+    """The file that a temporary file named ``name`` of an atomic write (:func:`atomic_torch_save`) was to become,
+    or None when ``name`` is not such a file."""
+    match = _TEMPORARY.fullmatch(name)
+    return match.group("target") if match else None
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path`` atomically (:func:`transforms.io.atomic.atomic_write`): ``path`` holds either its
+    old content or the complete new file, with the umask's permissions; a failed write leaves no temporary file."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def checkpoint_candidates(
+    ckpt_dir: str | os.PathLike, patterns: Sequence[str] = ("checkpoint*.pt", "model.pt")
+) -> list[str]:
+    """The checkpoint files in ``ckpt_dir`` matching ``patterns``, newest (last modified) first.
+
+    Hidden files (the temporary files of an interrupted save, :func:`temporary_file_target`) are left out. Equal
+    modification times are ordered by name (descending), so the order is reproducible.
+    """
+    found = []
+    for f in {f for p in patterns for f in glob.glob(os.path.join(glob.escape(str(ckpt_dir)), p))}:
+        if os.path.basename(f).startswith("."):  # hidden: e.g. the temporary files of atomic writes
+            continue
+        try:
+            found.append((os.stat(f).st_mtime_ns, f))
+        except FileNotFoundError:  # removed meanwhile (a saver rotating its files)
+            continue
+    return [f for _, f in sorted(found, reverse=True)]
 
 
 def latest_checkpoint(
@@ -19,11 +65,11 @@ def latest_checkpoint(
 ) -> str | None:
     """The most recently written checkpoint in ``ckpt_dir`` matching ``patterns`` (None if there is none).
 
-    Temporary files of an interrupted save (hidden ``.*`` names) are ignored, so a resume never picks a partial file.
+    Temporary files of an interrupted save are ignored, so a resume never picks a partial file; whether the file
+    can be read is not checked here (:class:`mlm.handlers.ResumeFromCheckpoint` falls back to older ones).
     """
-    files = [f for p in patterns for f in glob.glob(os.path.join(str(ckpt_dir), p))]
-    files = [f for f in files if os.path.isfile(f) and not os.path.basename(f).startswith(".")]
-    return max(files, key=os.path.getmtime) if files else None
+    files = checkpoint_candidates(ckpt_dir, patterns)
+    return files[0] if files else None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

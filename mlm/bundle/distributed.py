@@ -73,11 +73,11 @@ def every_rank_handler_types() -> tuple[type, ...]:
     """Handler types every DDP process must attach: they change the training itself, not what is reported.
 
     Resuming and checkpoint loading (every rank holds the model), gradient synchronisation and clipping, the LR
-    scheduler and validation (each rank evaluates its share; the metrics are all-reduced).
+    scheduler, validation (each rank evaluates its share; the metrics are all-reduced) and the iteration limit.
     """
     from monai.handlers import CheckpointLoader, LrScheduleHandler, ValidationHandler
 
-    from mlm.handlers import AllReduceGradients, GradientNormClipping, ResumeFromCheckpoint
+    from mlm.handlers import AllReduceGradients, GradientNormClipping, IterationLimit, ResumeFromCheckpoint
 
     return (
         ResumeFromCheckpoint,
@@ -86,6 +86,7 @@ def every_rank_handler_types() -> tuple[type, ...]:
         GradientNormClipping,
         LrScheduleHandler,
         ValidationHandler,
+        IterationLimit,
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from monai.transforms import RandSpatialCropd, SpatialPadd
+from monai.transforms import LoadImaged, RandSpatialCropd, SpatialPadd
 
+from transforms.io.images import CheckedLoadImaged
 from transforms.landmarks.dictionary import LoadLandmarksd, TrackLandmarksd
 from transforms.presets import scn_preprocessing
 
@@ -24,13 +25,17 @@ def landmark_preprocessing(
     spacing_key: str | None = "spacing",
     normalization: str | None = "default",
     resize: str = "pad_crop",
+    channels: int | None = 1,
+    image_reader: str | None = None,
 ) -> list:
     """Deterministic preprocessing of the SCN bundles (:func:`transforms.presets.scn_preprocessing`).
 
-    Load (channel first) -> pixel spacing of pixel-only images (the item's ``spacing``) -> landmarks into the
-    image's voxel grid -> RAS orientation (3D) -> resample to ``spacing`` mm -> centre pad/crop to
-    ``spatial_size`` (``-1`` keeps an axis, e.g. the spine's z extent; or an aspect-preserving fit, ``resize``)
-    -> landmarks tracked into the new grid -> intensity normalisation (X-ray 2D, CT HU/2048 3D, or as given).
+    Load (channel first, checked by :class:`transforms.io.CheckedLoadImaged`: an unreadable, truncated,
+    wrong-dimensional, multi-channel or NaN-holding image raises a ``ValueError`` naming the file) -> pixel spacing
+    of pixel-only images (the item's ``spacing``) -> landmarks into the image's voxel grid -> RAS orientation (3D)
+    -> resample to ``spacing`` mm -> centre pad/crop to ``spatial_size`` (``-1`` keeps an axis, e.g. the spine's z
+    extent; or an aspect-preserving fit, ``resize``) -> landmarks tracked into the new grid -> intensity
+    normalisation (X-ray 2D, CT HU/2048 3D, or as given).
 
     Args:
         spatial_dims: 2 or 3.
@@ -44,6 +49,8 @@ def landmark_preprocessing(
         normalization: ``"xray"``, ``"ct"``, ``"mr"``, None or ``"default"`` (xray in 2D, ct in 3D).
         resize: ``"pad_crop"`` (default), ``"fit"`` (aspect-preserving fit of the whole image into
             ``spatial_size``; with ``spacing`` <= 0 the image keeps its own spacing first) or ``"resize"``.
+        channels: channels every image must have (the bundles' networks take 1), None for any.
+        image_reader: MONAI reader name (e.g. ``"ITKReader"``), None to choose by file extension.
 
     Returns:
         list of dictionary transforms.
@@ -59,7 +66,12 @@ def landmark_preprocessing(
         spacing_key=spacing_key,
         normalization=normalization,
         resize=resize,
+        image_reader=image_reader,
     )
+    loader = CheckedLoadImaged(keys=image_key, reader=image_reader, spatial_dims=spatial_dims, channels=channels)
+    xs = [loader if isinstance(x, LoadImaged) else x for x in xs]
+    if not any(x is loader for x in xs):  # scn_preprocessing starts with LoadImaged
+        raise RuntimeError("landmark_preprocessing: scn_preprocessing has no LoadImaged step to replace.")
     if not with_landmarks:
         xs = [x for x in xs if not isinstance(x, LoadLandmarksd | TrackLandmarksd)]
     return xs

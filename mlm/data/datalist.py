@@ -8,22 +8,40 @@ Format (paths relative to the datalist's folder, see ``docs/datasets.md``)::
      "validation": [...], "test": [...]}
 
 An item may add ``"spacing": [0.1, 0.1]`` (mm per pixel, in the image array's axis order) for
-images without physical metadata (BMP, JPEG). ``"landmarks"`` is either a landmark file (the
+images without physical metadata (BMP, JPEG), and ``"coordinate_system"`` (``"LPS"``, ``"RAS"`` or
+``"voxel"``) for its landmarks (a top-level ``"coordinate_system"`` is the default of every item); a
+landmark file stating another one is an error. ``"landmarks"`` is either a landmark file (the
 project's JSON/CSV/fcsv formats read by ``transforms.io.read_landmark_file``) or an inline list of
 points (``null`` for a missing one) in voxel coordinates.
+
+Ids name the output files (``<id>_landmarks.json``): they must be safe file names
+(:func:`check_safe_id`), unique within a split, and name the same image in every split they appear in.
+:func:`load_datalist` checks the ids; :func:`check_datalist` (``scripts/prepare_dataset.py
+generic-check``) checks everything, image headers included, and reports every problem.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from transforms.io.atomic import atomic_write_text
+from transforms.io.landmark_files import (
+    COORDINATE_SYSTEMS,
+    LandmarkFile,
+    check_landmark_names,
+    parse_point_list,
+    read_landmark_file,
+)
 
 __all__ = [
     "DATALIST_RESERVED_KEYS",
@@ -32,6 +50,13 @@ __all__ = [
     "load_datalist",
     "read_datalist_json",
     "validate_datalist",
+    "check_datalist",
+    "DatalistCheck",
+    "check_safe_id",
+    "item_id",
+    "check_datalist_ids",
+    "read_item_landmarks",
+    "check_item_spacing",
     "datalist_split_names",
     "read_coordinate_table",
     "write_coordinate_table",
@@ -41,7 +66,19 @@ __all__ = [
 ]
 
 #: top-level keys of a datalist that are not splits.
-DATALIST_RESERVED_KEYS = ("name", "spatial_dims", "num_landmarks", "landmark_names", "description", "source", "units")
+DATALIST_RESERVED_KEYS = (
+    "name",
+    "spatial_dims",
+    "num_landmarks",
+    "landmark_names",
+    "description",
+    "source",
+    "units",
+    "coordinate_system",
+)
+
+#: longest id accepted, in UTF-8 bytes (file names are limited to 255 bytes; outputs add suffixes).
+MAX_ID_BYTES = 200
 
 
 def datalist_split_names(datalist: dict) -> list[str]:
@@ -108,6 +145,127 @@ def read_datalist_json(path: str | os.PathLike) -> dict:
     return data
 
 
+def check_safe_id(item_id: Any, where: str = "") -> str:
+    """Check that a datalist id can name output files (``<output_dir>/<id>_landmarks.json``) and return it as text.
+
+    An id is a non-empty string (or an integer) with no path separator (``/``, ``\\``), no ``..``, no
+    control character, and at most :data:`MAX_ID_BYTES` bytes in UTF-8: ``../../x`` would write outside
+    the output folder.
+
+    Args:
+        item_id: the id.
+        where: what holds it, put first in the error message (e.g. ``"data/datalist.json [split 'test', item 3]"``).
+
+    Returns:
+        ``str(item_id)``.
+
+    Raises:
+        ValueError: the id is not safe; the message starts with ``where`` and says why.
+    """
+    prefix = f"{where}: " if where else ""
+    if isinstance(item_id, bool) or not isinstance(item_id, str | int):
+        raise ValueError(f"{prefix}id {item_id!r} must be a string, got {type(item_id).__name__}.")
+    text = str(item_id)
+    reason = None
+    if not text.strip():
+        reason = "it is empty"
+    elif "/" in text or "\\" in text:
+        reason = "it contains a path separator"
+    elif ".." in text:
+        reason = "it contains '..'"
+    elif any(unicodedata.category(c) == "Cc" for c in text):
+        reason = "it contains a control character"
+    elif len(text.encode("utf-8")) > MAX_ID_BYTES:
+        reason = f"it is longer than {MAX_ID_BYTES} bytes"
+    if reason is not None:
+        raise ValueError(
+            f"{prefix}id {item_id!r} is not a safe file name: {reason} (ids name the output files "
+            "<id>_landmarks.json and must not contain '/', '\\\\', '..' or control characters)."
+        )
+    return text
+
+
+def item_id(item: dict) -> str:
+    """The name of an item's output files: its ``"id"``, or its image file's name without extensions.
+
+    The same rule as :class:`mlm.prediction.SaveLandmarksd`.
+    """
+    if item.get("id") is not None:
+        return str(item["id"])
+    image = item.get("image")
+    if isinstance(image, list | tuple):
+        image = image[0] if image else None
+    if not isinstance(image, str):
+        return ""
+    return Path(image).name.split(".")[0] or "image"
+
+
+def _image_key(item: dict) -> Any:
+    """The item's image(s), normalised for comparison across splits."""
+    image = item.get("image")
+    if isinstance(image, str):
+        return os.path.normpath(image)
+    if isinstance(image, list):
+        return tuple(os.path.normpath(i) if isinstance(i, str) else repr(i) for i in image)
+    return repr(image)
+
+
+def _id_problems(data: dict, path: Path | str) -> list[ValueError]:
+    """Every id problem of a datalist: unsafe ids, duplicates in a split, one id for different images across splits."""
+    problems: list[ValueError] = []
+    first_image: dict[str, tuple[str, Any]] = {}
+    for split in datalist_split_names(data):
+        seen: dict[str, int] = {}
+        for n, item in enumerate(data[split]):
+            where = f"{path} [split '{split}', item {n}]"
+            if "id" in item:
+                try:
+                    check_safe_id(item["id"], where)
+                except ValueError as e:
+                    problems.append(e)
+                    continue
+            key = item_id(item)
+            if not key:
+                continue  # no id and no image: reported by the item checks
+            what = "id" if "id" in item else "image name (the item has no 'id')"
+            if key in seen:
+                problems.append(
+                    ValueError(
+                        f"{path}: duplicate {what} {key!r} in split '{split}' (items {seen[key]} and {n}); their "
+                        "predictions would overwrite each other."
+                    )
+                )
+                continue
+            seen[key] = n
+            image = _image_key(item)
+            if key in first_image and first_image[key][1] != image:
+                other, other_image = first_image[key]
+                problems.append(
+                    ValueError(
+                        f"{path}: {what} {key!r} names {other_image!r} in split '{other}' but {image!r} in split "
+                        f"'{split}'; an id must name one image in every split."
+                    )
+                )
+            first_image.setdefault(key, (split, image))
+    return problems
+
+
+def check_datalist_ids(data: dict, path: str | os.PathLike) -> None:
+    """Check the ids of every split of a datalist dict (see :func:`check_safe_id`).
+
+    Ids must be safe file names, unique within a split (items without ``"id"`` are named after their
+    image file), and an id that appears in several splits must name the same image in each (ISBI 2015's
+    ``test`` = ``test1`` + ``test2`` is fine; the same id for two different images is not).
+
+    Raises:
+        ValueError: the first problem, naming ``path``, the split and the id.
+    """
+    problems = _id_problems(data, path)
+    if problems:
+        more = f" ({len(problems) - 1} more id problems)" if len(problems) > 1 else ""
+        raise ValueError(f"{problems[0]}{more}")
+
+
 def _resolve(value: Any, base: Path) -> Any:
     if isinstance(value, str):
         p = Path(value)
@@ -118,10 +276,11 @@ def _resolve(value: Any, base: Path) -> Any:
 
 
 def load_datalist(path: str | os.PathLike, split: str = "training") -> list[dict]:
-    """Items of one split with absolute ``image`` and ``landmarks`` paths.
+    """Items of one split with absolute ``image`` and ``landmarks`` paths, after checking the datalist's ids.
 
     Same semantics as ``monai.data.load_decathlon_datalist``: relative paths are joined to the
-    datalist's folder. Inline landmark lists are returned unchanged.
+    datalist's folder. Inline landmark lists are returned unchanged. A top-level
+    ``"coordinate_system"`` is copied into the items that do not give their own.
 
     Args:
         path: the datalist JSON.
@@ -129,15 +288,36 @@ def load_datalist(path: str | os.PathLike, split: str = "training") -> list[dict
 
     Returns:
         a list of item dicts (copies).
+
+    Raises:
+        FileNotFoundError: no datalist. ValueError: no such split, an item that is not an object, an
+            unknown coordinate system, or an id problem (:func:`check_datalist_ids`); the message names the file.
     """
     path = Path(path)
     data = read_datalist_json(path)
     if split not in data or not isinstance(data[split], list):
         raise ValueError(f"{path}: no split '{split}' (available: {datalist_split_names(data)}).")
+    for n, item in enumerate(data[split]):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path} [split '{split}', item {n}]: an item must be a JSON object, got {item!r}.")
+    check_datalist_ids(data, path)
+    if data.get("coordinate_system") is not None:
+        _coordinate_system(data["coordinate_system"], f"{path}: top-level 'coordinate_system'")
+    for n, item in enumerate(data[split]):
+        if "coordinate_system" in item:
+            _coordinate_system(item["coordinate_system"], f"{path} [split '{split}', item {n}]")
+    return _resolved_items(data, path, split)
+
+
+def _resolved_items(data: dict, path: Path, split: str) -> list[dict]:
+    """Copies of a split's items with absolute paths and the top-level ``coordinate_system`` as their default."""
     base = path.resolve().parent
+    default_cs = data.get("coordinate_system")
     out = []
     for item in data[split]:
         item = dict(item)
+        if "coordinate_system" not in item and default_cs is not None:
+            item["coordinate_system"] = default_cs
         for key in ("image", "label", "mask"):
             if key in item:
                 item[key] = _resolve(item[key], base)
@@ -147,87 +327,373 @@ def load_datalist(path: str | os.PathLike, split: str = "training") -> list[dict
     return out
 
 
-def _landmark_count(landmarks: Any, where: str) -> tuple[int, int]:
-    """(rows, dims) of an item's landmarks: a file path or an inline list."""
-    if isinstance(landmarks, str):
-        if not os.path.isfile(landmarks):
-            raise FileNotFoundError(f"{where}: landmark file not found: {landmarks}")
+def _coordinate_system(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value.strip().upper() not in {c.upper() for c in COORDINATE_SYSTEMS}:
+        raise ValueError(f"{where}: unknown coordinate_system {value!r}, expected one of {COORDINATE_SYSTEMS}.")
+    return next(c for c in COORDINATE_SYSTEMS if c.upper() == value.strip().upper())
+
+
+def read_item_landmarks(
+    item: dict,
+    num_landmarks: int | None = None,
+    spatial_dims: int | None = None,
+    landmark_names: Sequence[str] | None = None,
+    where: str = "",
+    names_from: str = "the datalist's landmark_names",
+) -> LandmarkFile:
+    """Read and check the landmarks of one datalist item (absolute paths, as :func:`load_datalist` gives them).
+
+    Checks, each failing with one sentence that starts with the landmark file (or ``where`` for inline
+    lists) and ends with ``where``: the file exists and is readable, its coordinates are numbers, the
+    item's ``coordinate_system`` agrees with the file's, ``num_landmarks`` rows of ``spatial_dims``
+    coordinates, and the file's landmark names (if it has names) are ``landmark_names`` in that order.
+
+    Args:
+        item: a datalist item with ``"landmarks"`` (a file path or an inline list of voxel points).
+        num_landmarks: expected rows ``N`` (missing landmarks included), None: not checked.
+        spatial_dims: expected coordinates per landmark, None: not checked.
+        landmark_names: expected names, None: not checked.
+        where: the datalist, split and id, appended to the messages.
+        names_from: where ``landmark_names`` come from, for the message.
+
+    Returns:
+        a :class:`transforms.io.LandmarkFile` (inline lists: voxel, or the item's coordinate system; no names).
+
+    Raises:
+        FileNotFoundError: the landmark file does not exist. ValueError: any other problem.
+    """
+    ctx = f" [{where}]" if where else ""
+    landmarks = item.get("landmarks")
+    cs = item.get("coordinate_system")
+    if isinstance(landmarks, str | os.PathLike):
+        source = str(landmarks)
         try:
-            from transforms.io.landmark_files import read_landmark_file
-        except ImportError as e:  # pragma: no cover - the module ships with the project
-            raise ImportError("transforms.io.landmark_files is needed to validate landmark files") from e
-        try:
-            pts = np.asarray(read_landmark_file(landmarks).points, dtype=float)
-        except (ValueError, KeyError) as e:
-            raise ValueError(f"{where}: cannot read landmark file {landmarks}: {e}") from e
-    elif isinstance(landmarks, Sequence):
-        rows = [p for p in landmarks if p is not None]
-        dims = len(rows[0]) if rows else 0
-        return len(landmarks), dims
+            lf = read_landmark_file(landmarks, cs, coordinate_system_source="the datalist item")
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{e}{ctx}") from None
+        except ValueError as e:
+            raise ValueError(f"{e}{ctx}") from None
+    elif isinstance(landmarks, list):
+        source = f"inline landmarks{ctx}"
+        points = parse_point_list(landmarks, source)
+        lf = LandmarkFile(
+            points, "voxel" if cs is None else _coordinate_system(cs, source), [str(k) for k in range(len(points))]
+        )
+        ctx = ""
     else:
-        raise ValueError(f"{where}: 'landmarks' must be a file path or a list of points.")
-    if pts.ndim != 2:
-        raise ValueError(f"{where}: landmark file {landmarks} does not hold an (N, D) array.")
-    return pts.shape[0], pts.shape[1]
+        raise ValueError(f"'landmarks' must be a landmark file path or a list of points, got {landmarks!r}{ctx}.")
+    n, d = lf.points.shape
+    if num_landmarks is not None and n != int(num_landmarks):
+        hint = "; a blank CSV row is a missing landmark" if source.lower().endswith(".csv") else ""
+        raise ValueError(f"{source}: {n} landmarks, expected {int(num_landmarks)}{hint}{ctx}.")
+    if spatial_dims is not None and d != int(spatial_dims):
+        raise ValueError(f"{source}: landmarks have {d} coordinates, the dataset is {int(spatial_dims)}D{ctx}.")
+    if lf.has_names and landmark_names is not None:
+        try:
+            check_landmark_names(lf.names, landmark_names, source, expected_from=names_from)
+        except ValueError as e:
+            raise ValueError(f"{e}{ctx}") from None
+    return lf
 
 
-def validate_datalist(path: str | os.PathLike, check_files: bool = True) -> dict[str, int]:
-    """Check a datalist: splits present, ids unique, files exist, landmark counts match.
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_item_spacing(spacing: Any, spatial_dims: int | None = None, where: str = "") -> list[float]:
+    """Check a datalist item's ``spacing`` (mm per pixel, for images without physical metadata) and return it.
+
+    Args:
+        spacing: the item's value: a list of ``spatial_dims`` finite positive numbers.
+        spatial_dims: expected length, None: any.
+        where: the datalist, split and id, put first in the message.
+
+    Raises:
+        ValueError: not a list of numbers, the wrong length, a zero, negative or non-finite value.
+    """
+    why = _spacing_problem(spacing, spatial_dims)
+    if why:
+        raise ValueError(f"{where}: {why}." if where else f"{why}.")
+    return [float(v) for v in spacing]
+
+
+def _spacing_problem(spacing: Any, spatial_dims: int | None) -> str | None:
+    """Why an item's ``spacing`` is wrong (None if it is right): D finite positive numbers (mm)."""
+    if not isinstance(spacing, list) or not spacing or not all(_is_number(v) for v in spacing):
+        return f"'spacing' must be a list of numbers (mm per pixel), got {spacing!r}"
+    if spatial_dims is not None and len(spacing) != int(spatial_dims):
+        return f"'spacing' has {len(spacing)} values, the dataset is {int(spatial_dims)}D"
+    if not all(math.isfinite(v) and v > 0 for v in spacing):
+        return f"'spacing' must be positive and finite, got {spacing}"
+    return None
+
+
+@dataclass
+class DatalistCheck:
+    """What :func:`check_datalist` found.
+
+    Attributes:
+        path: the datalist.
+        counts: items per split.
+        problems: one exception per problem (``ValueError`` or ``FileNotFoundError``), each message one
+            line that names the file (datalist, image or landmark file) and the problem.
+        warnings: findings that are not problems (landmarks outside their image with ``allow_outside``).
+        images_checked: image files whose header was read.
+        landmark_files_checked: items whose landmarks were read.
+    """
+
+    path: str
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[Exception] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    images_checked: int = 0
+    landmark_files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line: ``<path>: OK (training: 4, test: 2; N images, M landmark sets checked)`` or the problem count."""
+        splits = ", ".join(f"{k}: {v}" for k, v in self.counts.items())
+        checked = f"{self.images_checked} images, {self.landmark_files_checked} landmark sets checked"
+        if self.warnings:
+            checked += f", {len(self.warnings)} warning(s)"
+        if self.ok:
+            return f"{self.path}: OK ({splits}; {checked})"
+        return f"{self.path}: {len(self.problems)} problem(s) ({splits}; {checked})"
+
+
+def _header_problem(
+    header: Any, item: dict, spatial_dims: int | None, where: str
+) -> tuple[np.ndarray | None, str | None]:
+    """(affine (D+1, D+1) of the image as the bundles see it, problem) from an image header and the item's spacing."""
+    shape = tuple(header.spatial_shape)
+    affine = np.asarray(header.affine, dtype=np.float64)
+    dims = int(spatial_dims) if spatial_dims is not None else len(shape)
+    if len(shape) < dims or any(s != 1 for s in shape[dims:]):
+        return None, f"{header.path}: a {len(shape)}D image of size {shape}, the dataset is {dims}D [{where}]."
+    if any(s < 1 for s in shape[:dims]):
+        return None, f"{header.path}: empty image size {shape} [{where}]."
+    idx = [*range(dims), affine.shape[0] - 1]
+    affine = affine[np.ix_(idx, idx)]
+    spacing = item.get("spacing")
+    cols = affine[:dims, :dims]
+    norms = np.linalg.norm(cols, axis=0)
+    if (
+        not np.all(np.isfinite(affine))
+        or np.any(norms <= 0)
+        or abs(np.linalg.det(cols)) < 1e-12 * float(np.prod(norms))
+    ):
+        return None, (
+            f"{header.path}: the header's voxel-to-world matrix is degenerate (spacing {norms.round(6).tolist()}): "
+            f"a zero or non-finite spacing or direction [{where}]."
+        )
+    if isinstance(spacing, list) and _spacing_problem(spacing, dims) is None:
+        affine = affine.copy()
+        affine[:dims, :dims] = cols / norms * np.asarray(spacing, dtype=np.float64)
+    return affine, None
+
+
+def check_datalist(
+    path: str | os.PathLike,
+    check_files: bool = True,
+    check_images: bool = True,
+    verify_data: bool = True,
+    required_splits: Iterable[str] = (),
+    allow_outside: bool = False,
+) -> DatalistCheck:
+    """Check a datalist and report every problem (``scripts/prepare_dataset.py generic-check``).
+
+    Checked: the header (``num_landmarks``, ``spatial_dims``, ``landmark_names``, ``coordinate_system``);
+    at least one split, no empty split, the ``required_splits`` present; ids (:func:`check_datalist_ids`);
+    each item's ``id``/``image``, ``spacing`` (positive) and ``coordinate_system``; with ``check_files``
+    the landmarks (:func:`read_item_landmarks`: file, numbers, count, dimension, names, coordinate
+    system; without ``landmark_names`` the first file with names is the reference); with ``check_images``
+    each image's header (:func:`mlm.data.image_header.read_image_header`: readable, not truncated with
+    ``verify_data``, the dataset's dimensionality, a non-degenerate spacing) and every landmark inside
+    its image (within the outer voxel faces, after the item's ``spacing``).
 
     Args:
         path: the datalist JSON.
-        check_files: also check that every image and landmark file exists and that each landmark
-            file holds ``num_landmarks`` rows of ``spatial_dims`` coordinates.
+        check_files: read landmark files and images (False: the datalist itself only).
+        check_images: read the image headers and check the landmarks lie inside.
+        verify_data: also check each image file holds all its pixel data (streams gzipped NIfTI).
+        required_splits: splits that must exist and hold items (e.g. a bundle's ``training``, ``validation``).
+        allow_outside: report landmarks outside their image as ``warnings``, not problems (data a bundle
+            loads with ``landmarks_outside: missing``, such as partial spine CTs).
+
+    Returns:
+        a :class:`DatalistCheck`; ``problems`` empty when the datalist is fine.
+
+    Raises:
+        FileNotFoundError, ValueError: only when the datalist itself cannot be read (missing, not JSON).
+    """
+    from mlm.data.image_header import read_image_header
+    from transforms.landmarks.array import outside_image, points_to_voxels
+
+    path = Path(path)
+    data = read_datalist_json(path)
+    report = DatalistCheck(str(path))
+    problems = report.problems
+
+    def problem(message: str, kind: type[Exception] = ValueError) -> None:
+        problems.append(kind(message))
+
+    num_landmarks = data.get("num_landmarks")
+    if num_landmarks is None:
+        problem(f"{path}: the datalist has no 'num_landmarks'.")
+    elif isinstance(num_landmarks, bool) or not isinstance(num_landmarks, int) or num_landmarks < 1:
+        problem(f"{path}: 'num_landmarks' must be a positive integer, got {num_landmarks!r}.")
+        num_landmarks = None
+    spatial_dims = data.get("spatial_dims")
+    if spatial_dims is not None and (isinstance(spatial_dims, bool) or spatial_dims not in (2, 3)):
+        problem(f"{path}: 'spatial_dims' must be 2 or 3, got {spatial_dims!r}.")
+        spatial_dims = None
+    names = data.get("landmark_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            problem(f"{path}: 'landmark_names' must be a list of strings, got {names!r}.")
+            names = None
+        elif num_landmarks is not None and len(names) != num_landmarks:
+            problem(f"{path}: 'landmark_names' has {len(names)} entries but num_landmarks = {num_landmarks}.")
+            names = None
+        elif len(set(names)) != len(names):
+            problem(f"{path}: 'landmark_names' repeats {sorted({n for n in names if names.count(n) > 1})}.")
+    if "coordinate_system" in data:
+        try:
+            _coordinate_system(data["coordinate_system"], f"{path}: top-level 'coordinate_system'")
+        except ValueError as e:
+            problems.append(e)
+    splits = datalist_split_names(data)
+    for key, value in data.items():
+        if key not in DATALIST_RESERVED_KEYS and key not in splits and isinstance(value, list):
+            problem(f"{path}: split '{key}' holds entries that are not items (JSON objects).")
+    if not splits:
+        problem(f"{path}: the datalist has no split (e.g. 'training': [...]).")
+    for s in required_splits:
+        if s not in data:
+            problem(f"{path}: no split '{s}' (available: {splits}).")
+    for s in splits:
+        report.counts[s] = len(data[s])
+        if not data[s]:
+            problem(
+                f"{path}: split '{s}' is empty; a bundle given this split has nothing to run on (remove it or add items)."
+            )
+    problems.extend(_id_problems(data, path))
+
+    names_ref, names_from = names, "the datalist's landmark_names"
+    for split in splits:
+        items = _resolved_items(data, path, split)
+        for n, item in enumerate(items):
+            where = f"datalist {path}, split '{split}', id {item.get('id', n)!r}"
+            for key in ("id", "image"):
+                if key not in item:
+                    problem(f"{path} [split '{split}', item {n}]: the item has no '{key}'.")
+            if "coordinate_system" in item:
+                try:
+                    item["coordinate_system"] = _coordinate_system(item["coordinate_system"], f"{path} [{where}]")
+                except ValueError as e:
+                    if "coordinate_system" in data[split][n]:  # a bad top-level default is reported once, above
+                        problems.append(e)
+                    continue
+            if "spacing" in item:
+                why = _spacing_problem(item["spacing"], spatial_dims)
+                if why:
+                    problem(f"{path}: {why} [{where}].")
+            if not check_files or "image" not in item:
+                continue
+            images = item["image"] if isinstance(item["image"], list) else [item["image"]]
+            affine, shape = None, None
+            for k, img in enumerate(images):
+                if not isinstance(img, str):
+                    problem(f"{path}: 'image' must be a file path or a list of paths, got {img!r} [{where}].")
+                    continue
+                if not os.path.exists(img):
+                    problem(f"{img}: image not found [{where}].", FileNotFoundError)
+                    continue
+                if not check_images:
+                    continue
+                try:
+                    header = read_image_header(img, verify_data=verify_data)
+                except (ValueError, FileNotFoundError) as e:
+                    problems.append(type(e)(f"{e} [{where}]"))
+                    continue
+                report.images_checked += 1
+                aff, why = _header_problem(header, item, spatial_dims, where)
+                if why:
+                    problem(why)
+                elif k == 0:
+                    affine, shape = aff, header.spatial_shape[: aff.shape[0] - 1]
+            if "landmarks" not in item:
+                continue
+            try:
+                lf = read_item_landmarks(item, num_landmarks, spatial_dims, names_ref, where, names_from)
+            except (ValueError, FileNotFoundError) as e:
+                problems.append(e)
+                continue
+            report.landmark_files_checked += 1
+            if names_ref is None and lf.has_names:
+                names_ref, names_from = (
+                    lf.names,
+                    f"the names in {item['landmarks']}, the first landmark file with names",
+                )
+            if affine is None or lf.points.shape[1] != affine.shape[0] - 1:
+                continue
+            voxels = points_to_voxels(lf.points, lf.coordinate_system, affine)
+            outside = outside_image(voxels, shape)
+            if outside.size:
+                source = item["landmarks"] if isinstance(item["landmarks"], str) else "inline landmarks"
+                listed = "; ".join(
+                    f"{k} ({lf.names[k]}) at {lf.points[k].tolist()} {lf.coordinate_system} = voxel "
+                    f"{np.round(voxels[k], 2).tolist()}"
+                    for k in outside[:5]
+                )
+                more = f"; {outside.size - 5} more" if outside.size > 5 else ""
+                message = (
+                    f"{source}: {outside.size} landmark(s) outside the image {images[0]} of size {tuple(shape)}: "
+                    f"{listed}{more} [{where}]."
+                )
+                if allow_outside:
+                    report.warnings.append(message)
+                else:
+                    problem(message)
+    return report
+
+
+def validate_datalist(
+    path: str | os.PathLike,
+    check_files: bool = True,
+    check_images: bool = True,
+    verify_data: bool = False,
+    allow_outside: bool = False,
+) -> dict[str, int]:
+    """Check a datalist (:func:`check_datalist`) and raise its first problem.
+
+    Args:
+        path: the datalist JSON.
+        check_files: check the image and landmark files (existence, landmark count/dimension/names,
+            coordinate system), not only the datalist.
+        check_images: read the image headers (dimensionality, spacing) and check the landmarks lie inside.
+        verify_data: also check each image holds all its pixel data (slower: streams gzipped files).
+        allow_outside: accept landmarks outside their image (see :func:`check_datalist`).
 
     Returns:
         number of items per split.
 
     Raises:
         FileNotFoundError: the datalist, an image or a landmark file is missing (message names it).
-        ValueError: duplicate ids, a wrong landmark count or dimension, a malformed item.
+        ValueError: any other problem (message names the file; ``"(N more problems)"`` when there are more).
     """
-    path = Path(path)
-    data = read_datalist_json(path)
-    if "num_landmarks" not in data:
-        raise ValueError(f"{path}: datalist has no 'num_landmarks'.")
-    num_landmarks = int(data["num_landmarks"])
-    spatial_dims = data.get("spatial_dims")
-    names = data.get("landmark_names")
-    if names is not None and len(names) != num_landmarks:
-        raise ValueError(f"{path}: 'landmark_names' has {len(names)} entries but num_landmarks = {num_landmarks}.")
-    splits = datalist_split_names(data)
-    if not splits:
-        raise ValueError(f"{path}: datalist has no split (e.g. 'training': [...]).")
-    counts: dict[str, int] = {}
-    for split in splits:
-        seen: set[str] = set()
-        for n, item in enumerate(load_datalist(path, split)):
-            where = f"{path} [{split}][{n}]"
-            for key in ("id", "image"):
-                if key not in item:
-                    raise ValueError(f"{where}: item has no '{key}'.")
-            where = f"{path} [{split}] id={item['id']}"
-            if item["id"] in seen:
-                raise ValueError(f"{path}: duplicate id '{item['id']}' in split '{split}'.")
-            seen.add(item["id"])
-            if "spacing" in item:
-                sp = item["spacing"]
-                if not isinstance(sp, list) or (spatial_dims is not None and len(sp) != int(spatial_dims)):
-                    raise ValueError(f"{where}: 'spacing' must be a list of {spatial_dims} numbers, got {sp!r}.")
-            if not check_files:
-                continue
-            images = item["image"] if isinstance(item["image"], list) else [item["image"]]
-            for img in images:
-                if not os.path.exists(img):
-                    raise FileNotFoundError(f"{where}: image not found: {img}")
-            if "landmarks" in item:
-                rows, dims = _landmark_count(item["landmarks"], where)
-                if rows != num_landmarks:
-                    raise ValueError(f"{where}: {rows} landmarks in {item['landmarks']}, expected {num_landmarks}.")
-                if spatial_dims is not None and dims and dims != int(spatial_dims):
-                    raise ValueError(f"{where}: landmarks are {dims}D, the datalist says spatial_dims={spatial_dims}.")
-        counts[split] = len(data[split])
-    return counts
+    report = check_datalist(
+        path, check_files=check_files, check_images=check_images, verify_data=verify_data, allow_outside=allow_outside
+    )
+    if report.problems:
+        first = report.problems[0]
+        more = f" ({len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
+        raise type(first)(f"{first}{more}")
+    return report.counts
 
 
 def relative_path(target: str | os.PathLike, datalist_dir: str | os.PathLike) -> str:

@@ -1,17 +1,22 @@
 """Ignite/MONAI handlers used by the landmark bundles (one handler per file)."""
 
 from mlm.handlers.checkpoint_loader import LandmarkCheckpointLoader
-from mlm.handlers.checkpoint_saver import TrainingCheckpointSaver
+from mlm.handlers.checkpoint_saver import AtomicCheckpointSaver, AtomicDiskSaver
 from mlm.handlers.gradient_clipping import GradientNormClipping
 from mlm.handlers.gradient_sync import AllReduceGradients
+from mlm.handlers.iteration_limit import IterationLimit
 from mlm.handlers.landmark_report import LandmarkReportHandler
 from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
 from mlm.handlers.saturation_monitor import SpatialSaturationMonitor
 from mlm.handlers.sigma_logger import SigmaLogger
+from mlm.handlers.training_checkpoint_saver import TrainingCheckpointSaver
 
 __all__ = [
     "AllReduceGradients",
+    "AtomicCheckpointSaver",
+    "AtomicDiskSaver",
     "GradientNormClipping",
+    "IterationLimit",
     "LandmarkCheckpointLoader",
     "LandmarkReportHandler",
     "ResumeFromCheckpoint",

@@ -23,6 +23,7 @@ from mlm.metrics import (
 )
 from mlm.prediction import image_affine
 from mlm.reports import write_metrics_csv, write_metrics_json
+from transforms.io.atomic import output_path
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -237,7 +238,9 @@ class LandmarkReportHandler:
         if self.overlays:
             (self.output_dir / "overlays").mkdir(exist_ok=True)
         for item, image, p, t in self.overlays:
-            plot_overlay(image, p, t, self.output_dir / "overlays" / f"{item}.png", names=self.names, title=item)
+            path = output_path(self.output_dir / "overlays", f"{item}.png", item)  # an id must not leave the folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            plot_overlay(image, p, t, path, names=self.names, title=item)
         engine.state.metrics["mre"] = summary["pe_mean"]
         if self.identification:
             engine.state.metrics["id_rate"] = summary["identification_rate"]

@@ -1,14 +1,30 @@
-"""Helpers of the bundle tests: tiny-geometry overrides and a ``python -m monai.bundle run`` launcher."""
+"""Helpers of the bundle tests: tiny-geometry overrides, a ``python -m monai.bundle run`` launcher, and bundle
+trainers built in this process (no launch cost)."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import torch
+import yaml
 
 from mlm.bundle.launch import BUNDLES_DIR as BUNDLES
 from mlm.bundle.launch import run_bundle as _run_bundle
 
-__all__ = ["BUNDLES", "CEPH_TINY", "HAND_MRI_TINY", "HAND_XRAY_TINY", "SPINE_TINY", "check", "run_bundle", "train_tiny"]
+__all__ = [
+    "BUNDLES",
+    "CEPH_TINY",
+    "HAND_MRI_TINY",
+    "HAND_XRAY_TINY",
+    "SPINE_TINY",
+    "assert_identical",
+    "bundle_parser",
+    "check",
+    "run_bundle",
+    "train_tiny",
+]
 
 
 def tiny_geometry(patch_size: str, pixdim: float | None = None, step: str | None = None) -> list[str]:
@@ -47,3 +63,38 @@ def train_tiny(bundle: str, data: Path, out: Path, tiny: list[str], extra: list[
     result = check(run_bundle(bundle, ["train.yaml", "cpu.yaml"], args))
     (out / "train.log").write_text(result.stdout + result.stderr)
     return out
+
+
+def bundle_parser(bundle: str, configs: Sequence[str], args: Sequence[str]):
+    """A ``monai.bundle.ConfigParser`` of ``bundles/<bundle>/configs/<configs>`` with ``--key value`` overrides
+    ``args`` (values read as YAML, like the command line does), as ``python -m monai.bundle run`` builds it, after
+    its ``initialize`` step (``set_determinism``). ``parser.get_parsed_content("train#trainer")`` is the trainer."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLES / bundle / "configs" / c) for c in configs])
+    parser["bundle_root"] = str(BUNDLES / bundle)
+    if len(args) % 2:
+        raise ValueError(f"overrides must be --key value pairs, got {list(args)}")
+    for key, value in zip(args[::2], args[1::2]):
+        parser[key.removeprefix("--").replace("#", "::")] = yaml.safe_load(value)
+    parser.get_parsed_content("initialize")
+    return parser
+
+
+def assert_identical(a, b, where: str = "checkpoint") -> None:
+    """Every tensor equal (max abs difference 0) and every other value equal, recursively."""
+    if isinstance(a, Mapping):
+        assert set(a) == set(b), f"{where}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            assert_identical(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.shape == b.shape and a.dtype == b.dtype, where
+        diff = (a.double() - b.double()).abs().max().item() if a.numel() and a.is_floating_point() else 0.0
+        assert diff == 0.0 and torch.equal(a, b), f"{where}: max abs difference {diff}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

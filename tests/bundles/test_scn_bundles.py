@@ -18,8 +18,11 @@ pytestmark = pytest.mark.slow
 
 def test_spine_training_saves_model_optimizer_loss_and_trainer_state(spine_trained):
     ckpt = torch.load(spine_trained / "models" / "model.pt", weights_only=True)
-    assert set(ckpt) >= {"model", "optimizer", "loss", "trainer", "lr_scheduler"}
+    assert set(ckpt) >= {"model", "optimizer", "loss", "trainer", "lr_scheduler", "rng", "data"}
     assert ckpt["trainer"]["iteration"] == 2 and ckpt["lr_scheduler"]["last_epoch"] == 2
+    assert ckpt["data"]["samples"] == 2 and ckpt["data"]["num_replicas"] == 1  # 2 iterations of batch 1
+    periodic = sorted(p.name for p in (spine_trained / "models").glob("checkpoint*.pt"))
+    assert periodic == ["checkpoint_iteration=2.pt"]  # n_saved 1, named by iteration
     assert ckpt["loss"]["sigmas"].shape == (26,)
     assert (spine_trained / "models" / "model_best.pt").is_file()
     sig = json.loads((spine_trained / "eval" / "sigmas.json").read_text())
@@ -92,6 +95,8 @@ def test_spine_multi_gpu_train_on_two_cpu_processes(spine_data, tmp_path):
     ckpt = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 2
     assert not any(k.startswith("module.") for k in ckpt["model"])  # saved unwrapped, loadable without DDP
+    # the two ranks shared one sample stream: 2 iterations x batch 1 x 2 processes
+    assert ckpt["data"]["num_replicas"] == 2 and ckpt["data"]["samples"] == 4
 
 
 def test_ceph_train_and_evaluate(ceph_data, ceph_trained, tmp_path):

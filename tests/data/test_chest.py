@@ -18,7 +18,9 @@ def test_convert_ratios_to_pixels(tmp_path):
     chest.write_chest_txt(tmp_path / "labels" / "a.txt", r)
     np.testing.assert_array_equal(chest.read_chest_txt(tmp_path / "labels" / "a.txt"), r)
     paths = chest.convert_chest(tmp_path, tmp_path / "out")
-    assert validate_datalist(paths[0]) == {"training": 1}
+    with pytest.raises(ValueError, match=r"a\.json: 1 landmark\(s\) outside the image .*a\.png of size \(50, 40\)"):
+        validate_datalist(paths[0])  # ratio 1.0 of the height is y = 40, beyond the last row's outer face (39.5)
+    assert validate_datalist(paths[0], allow_outside=True) == {"training": 1}
     pts = read_landmark_file(load_datalist(paths[0])[0]["landmarks"]).points
     np.testing.assert_allclose(pts, r * [50, 40], atol=1e-12)
 

@@ -76,8 +76,10 @@ def test_convert_fake_layout_with_split_files(tmp_path):
     (setup / "cv" / "0" / "train.txt").write_text("100\n")
     (setup / "cv" / "0" / "val.txt").write_text("101\n")
     paths = csi2014.convert_csi2014(imgs, tmp_path / "out", points_csv=setup / "points_world_coordinates.csv")
-    assert validate_datalist(paths[0]) == {"training": 2, "test": 1}
-    assert validate_datalist(paths[1]) == {"training": 1, "validation": 1}
+    with pytest.raises(ValueError, match=r"100\.json: 3 landmark\(s\) outside the image .*100\.nii\.gz"):
+        validate_datalist(paths[0])  # the fake centroids lie outside the 4-voxel fake CTs
+    assert validate_datalist(paths[0], allow_outside=True) == {"training": 2, "test": 1}
+    assert validate_datalist(paths[1], allow_outside=True) == {"training": 1, "validation": 1}
     lf = read_landmark_file(load_datalist(paths[0], "test")[0]["landmarks"])
     assert lf.coordinate_system == "LPS" and list(lf.names) == csi2014.VERTEBRA_NAMES
     np.testing.assert_allclose(lf.points, rows["102"], atol=1e-5)

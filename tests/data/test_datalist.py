@@ -21,11 +21,14 @@ from transforms.io.landmark_files import write_landmark_file
 
 
 def _make(tmp_path, n_items=2, num_landmarks=3):
+    import nibabel as nib
+
     (tmp_path / "images").mkdir()
     items = []
     for k in range(n_items):
-        (tmp_path / "images" / f"s{k}.nii.gz").write_bytes(b"x")
-        write_landmark_file(tmp_path / "landmarks" / f"s{k}.json", np.arange(num_landmarks * 3.0).reshape(-1, 3), "LPS")
+        nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), tmp_path / "images" / f"s{k}.nii.gz")
+        pts = np.arange(num_landmarks * 3.0).reshape(-1, 3) % 7 * np.array([-1.0, -1.0, 1.0])  # LPS, inside
+        write_landmark_file(tmp_path / "landmarks" / f"s{k}.json", pts, "LPS")
         items.append({"id": f"s{k}", "image": f"images/s{k}.nii.gz", "landmarks": f"landmarks/s{k}.json"})
     return {"name": "t", "spatial_dims": 3, "num_landmarks": num_landmarks, "training": items}
 
@@ -80,12 +83,14 @@ def test_validate_wrong_landmark_count_names_file(tmp_path):
     dl = _make(tmp_path)
     dl["num_landmarks"] = 4
     path = write_datalist(tmp_path / "dl.json", dl)
-    with pytest.raises(ValueError, match=r"3 landmarks in .*s0\.json, expected 4"):
+    with pytest.raises(ValueError, match=r"s0\.json: 3 landmarks, expected 4"):
         validate_datalist(path)
 
 
 def test_validate_inline_landmarks_and_missing_split(tmp_path):
-    (tmp_path / "a.png").write_bytes(b"x")
+    from PIL import Image
+
+    Image.fromarray(np.zeros((4, 5), np.uint8)).save(tmp_path / "a.png")
     dl = {
         "num_landmarks": 2,
         "spatial_dims": 2,

@@ -26,7 +26,7 @@ def test_cli_convert_check_and_refuse_overwrite(tmp_path, capsys):
     out = tmp_path / "out"
     assert prepare_dataset.main(["isbi2015", str(root), str(out)]) == 0
     assert prepare_dataset.main(["generic-check", str(out / "datalist.json")]) == 0
-    assert "OK (training: 1)" in capsys.readouterr().out
+    assert "datalist.json: OK (training: 1; 1 images, 1 landmark sets checked)" in capsys.readouterr().out
     before = (out / "datalist.json").read_bytes()
     assert prepare_dataset.main(["isbi2015", str(root), str(out)]) == 1
     assert "exists" in capsys.readouterr().err

@@ -101,7 +101,7 @@ def test_missing_file_and_conflicting_system_and_bad_writes(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         read_landmark_file(tmp_path / "nope.json")
     path = write_landmark_file(tmp_path / "a.json", POINTS_3D, "RAS")
-    with pytest.raises(ValueError, match="states coordinate system 'RAS' but 'LPS'") as err:
+    with pytest.raises(ValueError, match="states coordinate system 'RAS' but the caller says 'LPS'") as err:
         read_landmark_file(path, coordinate_system="LPS")
     assert str(path) in str(err.value)
     with pytest.raises(ValueError, match="fcsv"):
@@ -111,3 +111,97 @@ def test_missing_file_and_conflicting_system_and_bad_writes(tmp_path):
     with pytest.raises(ValueError, match="NaN in only some"):
         write_landmark_file(tmp_path / "b.json", [[1.0, np.nan]], "RAS")
     assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize(
+    "content, missing",
+    [
+        ("# coordinate_system: voxel\nname,x,y\na,1,2\n\nc,5,6\n", [1]),  # a blank row in the middle
+        ("# coordinate_system: voxel\nname,x,y\na,1,2\nb,3,4\n\n", [2]),  # the last landmark missing
+        ("# coordinate_system: voxel\n\nname,x,y\n\na,1,2\nb,3,4\n", [0]),  # blank before the header: ignored
+        ("1,2\n \n5,6\n", [1]),  # headerless, a white-space row
+        ("name,x,y\na,1,2\nb\nc,5,6\n", [1]),  # a name with no coordinates
+        ("name,x,y\r\na,1,2\r\n\r\nc,5,6\r\n", [1]),  # CRLF
+    ],
+)
+def test_csv_blank_row_is_a_missing_landmark_not_a_dropped_one(tmp_path, content, missing):
+    path = tmp_path / "a.csv"
+    path.write_text(content, newline="")
+    lf = read_landmark_file(path, coordinate_system="voxel")
+    assert lf.points.shape == (3, 2)
+    assert [k for k in range(3) if np.isnan(lf.points[k]).all()] == missing
+    assert not np.isnan(np.delete(lf.points, missing, 0)).any()
+
+
+def test_csv_names_of_blank_rows_are_empty_and_not_compared(tmp_path):
+    from transforms.io.landmark_files import check_landmark_names
+
+    path = tmp_path / "a.csv"
+    path.write_text("# coordinate_system: voxel\nname,x,y\na,1,2\n\nc,5,6\n")
+    lf = read_landmark_file(path)
+    assert lf.has_names and lf.names == ["a", "", "c"]
+    check_landmark_names(lf.names, ["a", "b", "c"], path)
+    with pytest.raises(ValueError, match=r"a\.csv: the landmark names differ .*first row 2: 'c' in the file, 'x'"):
+        check_landmark_names(lf.names, ["a", "b", "x"], path)
+    with pytest.raises(ValueError, match="3 landmark names, the dataset's landmark_names has 2"):
+        check_landmark_names(lf.names, ["a", "b"], path)
+
+
+@pytest.mark.parametrize(
+    "name, content, has_names",
+    [
+        ("a.json", '{"coordinate_system": "RAS", "points": [[1, 2, 3]]}', False),
+        ("a.json", '{"coordinate_system": "RAS", "names": ["x"], "points": [[1, 2, 3]]}', True),
+        ("a.json", '{"coordinate_system": "RAS", "names": ["0"], "points": [[1, 2, 3]]}', False),
+        ("a.csv", "# coordinate_system: RAS\n1,2,3\n", False),
+        ("a.csv", "# coordinate_system: RAS\nx,y,z\n1,2,3\n", False),
+        ("a.csv", "# coordinate_system: RAS\nname,x,y,z\nAC,1,2,3\n", True),
+        ("a.fcsv", "# columns = id,x,y,z,label\nn1,1,2,3,AC\n", True),
+        ("a.fcsv", "# columns = id,x,y,z,label\nn1,1,2,3,\n", False),
+        ("a.fcsv", "# columns = id,x,y,z\nn1,1,2,3\n", False),
+    ],
+)
+def test_has_names_only_when_the_file_names_its_landmarks(tmp_path, name, content, has_names):
+    path = tmp_path / name
+    path.write_text(content)
+    lf = read_landmark_file(path)
+    assert lf.has_names is has_names
+    assert lf.names == (["x"] if '"x"' in content else ["AC"] if has_names else ["0"])
+
+
+@pytest.mark.parametrize(
+    "points, match",
+    [
+        ("[[true, false], [1, 2]]", r"landmark 0 has the coordinate True \(bool\)"),
+        ('[[1, 2], ["3", 4]]', r"landmark 1 has the coordinate '3' \(str\)"),
+        ("[[1, [2]], [1, 2]]", r"coordinate \[2\] \(list\)"),
+        ('[[1, {"a": 2}], [1, 2]]', r"\(dict\)"),
+        ("[[1, 2], [Infinity, 2]]", "landmark 1 has an infinite coordinate"),
+        ("[[1e999, 2], [1, 2]]", "infinite coordinate"),
+        ("[[1, 2], [-1" + "0" * 400 + ", 2]]", "infinite coordinate"),
+        ('[[1, 2], "1, 2"]', "each landmark must be a list of coordinates or null"),
+        ('{"a": [1, 2]}', "must be a list of"),
+        ("[null, null]", "every landmark is missing"),
+    ],
+)
+def test_json_coordinates_must_be_real_numbers(tmp_path, points, match):
+    path = tmp_path / "a.json"
+    path.write_text(f'{{"coordinate_system": "voxel", "points": {points}}}')
+    with pytest.raises(ValueError, match=match) as err:
+        read_landmark_file(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_json_nan_and_null_are_missing(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text('{"coordinate_system": "voxel", "points": [[1, 2], [NaN, NaN], [null, null], null]}')
+    lf = read_landmark_file(path)
+    assert lf.points.shape == (4, 2) and np.isnan(lf.points[1:]).all() and lf.points[0].tolist() == [1, 2]
+
+
+def test_csv_module_errors_are_named_value_errors(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("# coordinate_system: voxel\n1,2\n" + "3" * 200_000 + ",4\n")  # beyond csv's field size limit
+    with pytest.raises(ValueError, match="not a readable CSV file") as err:
+        read_landmark_file(path)
+    assert str(path) in str(err.value)

@@ -224,3 +224,101 @@ def test_set_spacing_scales_affine_and_landmarks_follow(tmp_path):
     np.testing.assert_allclose(lm["landmarks"].numpy(), [[10.0, 10.0]], atol=1e-6)
     with pytest.raises(ValueError, match="spacing must be 2 positive"):
         SetSpacingd()({"image": img, "spacing": [0.1]})
+
+
+def test_outside_dropped_landmarks_are_logged_counted_and_recorded(tmp_path, caplog):
+    from transforms.landmarks import outside_landmarks, reset_outside_landmarks
+
+    reset_outside_landmarks()
+    img = MetaTensor(torch.zeros(1, *SHAPE_3D), meta={"filename_or_obj": "/data/img007.nii.gz"})
+    path = write_landmark_file(
+        tmp_path / "lm.json", [[1, 1, 1], [10.0, 9.0, 40.0], [2, 2, 2], [-3.0, 1, 1]], "voxel", names="abcd"
+    )
+    load = LoadLandmarksd(outside="missing")
+    with caplog.at_level("WARNING", logger="transforms.landmarks"):
+        out = load({"image": img, "landmarks": path})["landmarks"]
+        load({"image": img, "landmarks": path})  # loaded again (next epoch): recorded once
+    assert np.isnan(out.numpy()[[1, 3]]).all() and not np.isnan(out.numpy()[[0, 2]]).any()
+    assert out.meta["num_landmarks_outside"] == 2 and out.meta["landmarks_outside"] == "1,3"
+    messages = [r.getMessage() for r in caplog.records if r.name == "transforms.landmarks"]
+    assert len(messages) == 4
+    assert f"landmark file {path}: landmark 1 (b) at [10.0, 9.0, 40.0] (voxel) lies outside the image" in messages[0]
+    assert "/data/img007.nii.gz" in messages[0] and "set to missing" in messages[0]
+    assert "landmark 3 (d) at [-3.0, 1.0, 1.0]" in messages[1]
+    assert outside_landmarks() == {str(path): [1, 3]}
+    assert reset_outside_landmarks() == {str(path): [1, 3]} and outside_landmarks() == {}
+    kept = LoadLandmarksd(outside="keep")({"image": img, "landmarks": path})["landmarks"]
+    assert kept.meta["num_landmarks_outside"] == 0 and outside_landmarks() == {}
+
+
+def test_outside_count_survives_tracking_and_collation(tmp_path):
+    from monai.data import list_data_collate
+
+    img = MetaTensor(torch.zeros(1, *SHAPE_3D))
+    paths = [
+        write_landmark_file(tmp_path / "a.json", [[1, 1, 1], [10.0, 9.0, 40.0]], "voxel"),
+        write_landmark_file(tmp_path / "b.json", [[1, 1, 1], [2, 2, 2]], "voxel"),
+    ]
+    pipeline = Compose([LoadLandmarksd(outside="missing"), Zoomd("image", 0.5), TrackLandmarksd()])
+    batch = list_data_collate([pipeline({"image": img, "landmarks": p}) for p in paths])
+    assert batch["landmarks"].meta["num_landmarks_outside"].tolist() == [1, 0]
+
+
+def test_item_coordinate_system_applies_and_a_conflict_with_the_file_raises(tmp_path):
+    img = MetaTensor(torch.zeros(1, *SHAPE_3D), affine=torch.as_tensor(AFFINE_3D), meta={"filename_or_obj": "i.nii"})
+    lps = _world(PTS_3D, AFFINE_3D, "LPS")
+    bare = tmp_path / "bare.csv"
+    bare.write_text("\n".join(",".join(repr(float(c)) for c in p) for p in lps) + "\n")  # no coordinate system
+    out = LoadLandmarksd()({"image": img, "landmarks": str(bare), "coordinate_system": "LPS"})["landmarks"]
+    np.testing.assert_allclose(out.numpy(), PTS_3D, atol=1e-4)
+    assert out.meta["coordinate_system"] == "LPS"
+    # the item key beats the transform's default for files that state nothing
+    out = LoadLandmarksd(coordinate_system="RAS", outside="keep")(
+        {"image": img, "landmarks": str(bare), "coordinate_system": "LPS"}
+    )["landmarks"]
+    np.testing.assert_allclose(out.numpy(), PTS_3D, atol=1e-4)
+    # a file declaring RAS that holds LPS numbers, the item saying LPS: refused, never 34 mm off in silence
+    ras_file = write_landmark_file(tmp_path / "ras.json", lps, "RAS")
+    with pytest.raises(ValueError, match="states coordinate system 'RAS' but the datalist item says 'LPS'") as err:
+        LoadLandmarksd(outside="keep")({"image": img, "landmarks": ras_file, "coordinate_system": "LPS"})
+    assert str(ras_file) in str(err.value)
+    # coordinate_system_key=None ignores the item key (the file's own RAS applies)
+    LoadLandmarksd(outside="keep", coordinate_system_key=None)(
+        {"image": img, "landmarks": ras_file, "coordinate_system": "LPS"}
+    )
+    with pytest.raises(ValueError, match="unknown coordinate system 'ijk'"):
+        LoadLandmarksd()({"image": img, "landmarks": ras_file, "coordinate_system": "ijk"})
+
+
+@pytest.mark.parametrize(
+    "names, match",
+    [(["b", "a"], "same names in another order"), (["a", "z"], r"different names.*row 1: 'z' in the file, 'b'")],
+)
+def test_landmark_names_must_match_in_order(tmp_path, names, match):
+    img = MetaTensor(torch.zeros(1, *SHAPE_3D))
+    path = write_landmark_file(tmp_path / "lm.json", PTS_3D, "voxel", names=names)
+    with pytest.raises(ValueError, match=match) as err:
+        LoadLandmarksd(landmark_names=["a", "b"])({"image": img, "landmarks": path})
+    assert str(path) in str(err.value)
+    unnamed = write_landmark_file(tmp_path / "csv.csv", PTS_3D, "voxel")
+    unnamed.write_text("# coordinate_system: voxel\n" + "\n".join(",".join(map(str, p)) for p in PTS_3D) + "\n")
+    LoadLandmarksd(landmark_names=["a", "b"])({"image": img, "landmarks": unnamed})  # a file without names: no check
+    good = write_landmark_file(tmp_path / "good.json", PTS_3D, "voxel", names=["a", "b"])
+    assert LoadLandmarksd(landmark_names=["a", "b"])({"image": img, "landmarks": good})["landmarks"].shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "inline, match",
+    [
+        ([[True, False, True], [1, 2, 3]], r"coordinate True \(bool\)"),
+        ([["1", 2, 3], [1, 2, 3]], r"coordinate '1' \(str\)"),
+        ([[[1], 2, 3], [1, 2, 3]], r"coordinate \[1\] \(list\)"),
+        ([[float("inf"), 2, 3], [1, 2, 3]], "infinite coordinate"),
+        ([[1, 2, 3], "abc"], "must be a list of coordinates or null"),
+    ],
+)
+def test_inline_landmarks_must_be_real_numbers(inline, match):
+    img = MetaTensor(torch.zeros(1, *SHAPE_3D), meta={"filename_or_obj": "/data/img007.nii.gz"})
+    with pytest.raises(ValueError, match=match) as err:
+        LoadLandmarksd()({"image": img, "landmarks": inline})
+    assert "inline landmarks of /data/img007.nii.gz" in str(err.value)

@@ -1,6 +1,18 @@
-"""Reading and writing landmark files (JSON, CSV, Slicer ``.fcsv``)."""
+"""Reading and writing: landmark files (JSON, CSV, Slicer ``.fcsv``), checked image loading, atomic output."""
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write, atomic_write_text, output_path
+from .images import CheckedLoadImage, CheckedLoadImaged, check_image
 from .landmark_files import COORDINATE_SYSTEMS, LandmarkFile, read_landmark_file, write_landmark_file
 
-__all__ = ["atomic_write_text", "COORDINATE_SYSTEMS", "LandmarkFile", "read_landmark_file", "write_landmark_file"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "output_path",
+    "CheckedLoadImage",
+    "CheckedLoadImaged",
+    "check_image",
+    "COORDINATE_SYSTEMS",
+    "LandmarkFile",
+    "read_landmark_file",
+    "write_landmark_file",
+]

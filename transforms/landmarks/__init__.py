@@ -1,6 +1,16 @@
 """Landmark loading and tracking: landmarks as ``(N, D)`` voxel coordinates that follow their image."""
 
-from .array import LoadLandmarks, SetSpacing, TrackLandmarks, image_name, spatial_affine
+from .array import (
+    LoadLandmarks,
+    SetSpacing,
+    TrackLandmarks,
+    image_name,
+    outside_image,
+    outside_landmarks,
+    points_to_voxels,
+    reset_outside_landmarks,
+    spatial_affine,
+)
 from .dictionary import LoadLandmarksd, SetSpacingd, TrackLandmarksd
 
 __all__ = [
@@ -11,5 +21,9 @@ __all__ = [
     "TrackLandmarks",
     "TrackLandmarksd",
     "image_name",
+    "outside_image",
+    "outside_landmarks",
+    "points_to_voxels",
+    "reset_outside_landmarks",
     "spatial_affine",
 ]

@@ -3,11 +3,18 @@
 Landmarks in memory are a ``MetaTensor`` of shape ``(N, D)`` (float32) in voxel coordinates of their
 image (index ``i`` = centre of voxel ``i``), carrying in ``.affine`` the voxel-to-world (RAS mm) affine
 of the grid they are expressed in. A missing landmark is a row of NaN.
+
+Landmarks that :class:`LoadLandmarks` drops as outside their image (``outside="missing"``) are logged
+(logger ``transforms.landmarks``, one warning each, naming the file, the landmark and its position),
+counted in the landmarks' meta (``num_landmarks_outside``, ``landmarks_outside``) and recorded in
+this process (:func:`outside_landmarks`, :func:`reset_outside_landmarks`) for a run summary.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +22,12 @@ import torch
 from monai.data import MetaTensor
 from monai.utils import TransformBackends
 
-from transforms.io.landmark_files import _check_coordinate_system, read_landmark_file
+from transforms.io.landmark_files import (
+    _check_coordinate_system,
+    check_landmark_names,
+    parse_point_list,
+    read_landmark_file,
+)
 
 __all__ = [
     "LoadLandmarks",
@@ -23,9 +35,69 @@ __all__ = [
     "SetSpacing",
     "spatial_affine",
     "image_name",
+    "points_to_voxels",
+    "outside_image",
+    "outside_landmarks",
+    "reset_outside_landmarks",
 ]
 
 OUTSIDE_MODES = ("error", "missing", "keep")
+
+logger = logging.getLogger("transforms.landmarks")
+
+_outside_lock = threading.Lock()
+_outside: dict[str, set[int]] = {}
+
+
+def outside_landmarks() -> dict[str, list[int]]:
+    """Landmarks dropped as outside their image by :class:`LoadLandmarks` in this process since the last reset.
+
+    Returns:
+        ``{landmark file (or "<inline landmarks of IMAGE>"): sorted landmark indices}``; the number of
+        dropped landmarks is ``sum(len(v) for v in outside_landmarks().values())``. A file loaded again
+        (every epoch of an uncached dataset) is counted once. Loads in DataLoader worker processes are
+        not seen here: read the landmarks' meta ``num_landmarks_outside`` of each batch instead.
+    """
+    with _outside_lock:
+        return {k: sorted(v) for k, v in _outside.items()}
+
+
+def reset_outside_landmarks() -> dict[str, list[int]]:
+    """Clear the record of :func:`outside_landmarks` (e.g. at the start of a run) and return what it held."""
+    with _outside_lock:
+        out = {k: sorted(v) for k, v in _outside.items()}
+        _outside.clear()
+    return out
+
+
+def points_to_voxels(points: np.ndarray, coordinate_system: str, affine: np.ndarray) -> np.ndarray:
+    """Points of a landmark file as voxel coordinates of an image.
+
+    Args:
+        points: ``(N, D)`` coordinates (NaN rows stay NaN).
+        coordinate_system: ``"LPS"`` or ``"RAS"`` (mm; LPS has x and y negated first) or ``"voxel"`` (returned as is).
+        affine: ``(D+1, D+1)`` voxel-to-world RAS affine of the image (:func:`spatial_affine`).
+
+    Returns:
+        ``(N, D)`` float64 voxel coordinates (index ``i`` = centre of voxel ``i``).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if coordinate_system == "voxel":
+        return points.copy()
+    world = points.copy()
+    if coordinate_system == "LPS":
+        world[:, :2] *= -1.0
+    return _apply(np.linalg.inv(np.asarray(affine, dtype=np.float64)), world)
+
+
+def outside_image(voxels: np.ndarray, spatial_shape: Sequence[int]) -> np.ndarray:
+    """Indices of the rows of ``voxels`` ``(N, D)`` beyond the image's outer voxel faces ``[-0.5, size - 0.5]``.
+
+    NaN rows (missing landmarks) are never outside.
+    """
+    size = np.asarray(spatial_shape, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.flatnonzero(((voxels < -0.5) | (voxels > size - 0.5)).any(axis=1))
 
 
 def image_name(img: torch.Tensor) -> str:
@@ -61,6 +133,11 @@ def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ affine[:-1, :-1].T + affine[:-1, -1]
 
 
+def _label(k: int, names: Sequence[str], named: bool) -> str:
+    """``"landmark 3"`` or, when the file names its landmarks, ``"landmark 3 (porion)"``."""
+    return f"landmark {k} ({names[k]})" if named and names[k] else f"landmark {k}"
+
+
 class LoadLandmarks:
     """Load landmarks from a file (or an inline list) into voxel coordinates of a reference image.
 
@@ -70,42 +147,59 @@ class LoadLandmarks:
     Args:
         num_landmarks: expected number of landmarks ``N`` (rows, missing ones included); None accepts any.
         coordinate_system: convention of files (and inline lists) that do not state one: ``"LPS"``,
-            ``"RAS"`` or ``"voxel"``. Inline lists default to ``"voxel"``.
+            ``"RAS"`` or ``"voxel"``. Inline lists default to ``"voxel"``. A per-call ``coordinate_system``
+            (a datalist item's) takes precedence.
         outside: what to do with a landmark outside the image (beyond the outer voxel faces,
-            ``[-0.5, size - 0.5]``): ``"error"`` raises, ``"missing"`` sets its row to NaN,
-            ``"keep"`` keeps it.
+            ``[-0.5, size - 0.5]``): ``"error"`` raises, ``"missing"`` sets its row to NaN (logged as a
+            warning and counted, see the module docstring), ``"keep"`` keeps it.
+        landmark_names: the names the dataset declares (a datalist's ``landmark_names``); a file that
+            names its landmarks otherwise, or in another order, raises. None: not checked.
 
-    Call with ``(landmarks, image)``: ``landmarks`` a path or an ``(N, D)`` list/array, ``image`` a
-    channel-first ``MetaTensor`` ``(C, *S)``. Returns a ``MetaTensor`` ``(N, D)`` float32 in voxel
-    coordinates of ``image`` with the image's affine and meta ``filename_or_obj`` (the landmark file),
-    ``image_filename``, ``coordinate_system`` (of the source), ``landmark_names``.
+    Call with ``(landmarks, image[, coordinate_system])``: ``landmarks`` a path or an ``(N, D)``
+    list/array (``null``/NaN rows missing), ``image`` a channel-first ``MetaTensor`` ``(C, *S)``,
+    ``coordinate_system`` the item's convention (must agree with the one the file states). Returns a
+    ``MetaTensor`` ``(N, D)`` float32 in voxel coordinates of ``image`` with the image's affine and meta
+    ``filename_or_obj`` (the landmark file), ``image_filename``, ``coordinate_system`` (of the source),
+    ``landmark_names``, ``num_landmarks_outside`` (rows set to NaN as outside the image) and
+    ``landmarks_outside`` (their indices, comma-separated, ``""`` if none).
     """
 
     backend = [TransformBackends.TORCH]
 
     def __init__(
-        self, num_landmarks: int | None = None, coordinate_system: str | None = None, outside: str = "error"
+        self,
+        num_landmarks: int | None = None,
+        coordinate_system: str | None = None,
+        outside: str = "error",
+        landmark_names: Sequence[str] | None = None,
     ) -> None:
         if outside not in OUTSIDE_MODES:
             raise ValueError(f"outside must be one of {OUTSIDE_MODES}, got {outside!r}.")
+        if landmark_names is not None and num_landmarks is not None and len(landmark_names) != num_landmarks:
+            raise ValueError(f"{len(landmark_names)} landmark_names for num_landmarks={num_landmarks}.")
         self.num_landmarks = num_landmarks
         self.coordinate_system = _check_coordinate_system(coordinate_system, "LoadLandmarks")
         self.outside = outside
+        self.landmark_names = None if landmark_names is None else [str(n) for n in landmark_names]
 
-    def __call__(self, landmarks: str | os.PathLike | Sequence | np.ndarray | torch.Tensor, image: torch.Tensor):
-        if isinstance(landmarks, str | os.PathLike):
-            lf = read_landmark_file(landmarks, self.coordinate_system)
-            source, points, cs, names = str(landmarks), lf.points, lf.coordinate_system, lf.names
-        else:
-            source = "<inline landmarks>"
-            rows = landmarks.tolist() if isinstance(landmarks, np.ndarray | torch.Tensor) else list(landmarks)
-            dim = max((len(p) for p in rows if p is not None), default=0)
-            rows = [[np.nan] * dim if p is None else [np.nan if c is None else float(c) for c in p] for p in rows]
-            points = np.asarray(rows, dtype=np.float64)
-            if points.ndim != 2 or points.shape[1] not in (2, 3):
-                raise ValueError(f"{source}: expected an (N, 2) or (N, 3) list of points, got shape {points.shape}.")
-            cs, names = self.coordinate_system or "voxel", [str(k) for k in range(len(points))]
+    def __call__(
+        self,
+        landmarks: str | os.PathLike | Sequence | np.ndarray | torch.Tensor,
+        image: torch.Tensor,
+        coordinate_system: str | None = None,
+    ) -> MetaTensor:
         img_name = image_name(image)
+        item_cs = _check_coordinate_system(coordinate_system, f"image {img_name}: the item's coordinate_system")
+        if isinstance(landmarks, str | os.PathLike):
+            if item_cs is not None:
+                lf = read_landmark_file(landmarks, item_cs, coordinate_system_source="the datalist item")
+            else:
+                lf = read_landmark_file(landmarks, self.coordinate_system, coordinate_system_source="the transform")
+            source, points, cs, names, named = str(landmarks), lf.points, lf.coordinate_system, lf.names, lf.has_names
+        else:
+            source = f"<inline landmarks of {img_name}>"
+            points = parse_point_list(landmarks, source)
+            cs, names, named = item_cs or self.coordinate_system or "voxel", [str(k) for k in range(len(points))], False
         spatial_dims = image.ndim - 1
         if spatial_dims not in (2, 3):
             raise ValueError(
@@ -113,41 +207,50 @@ class LoadLandmarks:
             )
         n, d = points.shape
         if self.num_landmarks is not None and n != self.num_landmarks:
+            hint = " (a blank CSV row is a missing landmark)" if source.lower().endswith(".csv") else ""
             raise ValueError(
-                f"landmark file {source}: {n} landmarks, expected {self.num_landmarks} (image {img_name})."
+                f"landmark file {source}: {n} landmarks, expected {self.num_landmarks} (image {img_name}){hint}."
             )
         if d != spatial_dims:
             raise ValueError(
                 f"landmark file {source}: {d}D landmarks do not match the {spatial_dims}D image {img_name}."
             )
+        if named and self.landmark_names is not None:
+            check_landmark_names(names, self.landmark_names, f"landmark file {source}")
         affine_full = image.affine if isinstance(image, MetaTensor) else torch.eye(spatial_dims + 1)
-        affine = spatial_affine(affine_full, spatial_dims)
-        if cs == "voxel":
-            voxels = points.copy()
-        else:
-            world = points.copy()
-            if cs == "LPS":
-                world[:, :2] *= -1.0
-            voxels = _apply(np.linalg.inv(affine), world)
-        size = np.asarray(image.shape[1:], dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            outside = np.flatnonzero(((voxels < -0.5) | (voxels > size - 0.5)).any(axis=1))
+        voxels = points_to_voxels(points, cs, spatial_affine(affine_full, spatial_dims))
+        outside = outside_image(voxels, image.shape[1:])
         if outside.size and self.outside == "error":
             k = int(outside[0])
             raise ValueError(
-                f"landmark file {source}: landmark {k} at {points[k].tolist()} ({cs}) lies outside the image "
-                f"{img_name} (voxel {np.round(voxels[k], 3).tolist()}, image size {image.shape[1:]})."
+                f"landmark file {source}: {_label(k, names, named)} at {points[k].tolist()} ({cs}) lies outside the "
+                f"image {img_name} (voxel {np.round(voxels[k], 3).tolist()}, image size {tuple(image.shape[1:])})."
             )
-        if outside.size and self.outside == "missing":
+        dropped = outside.tolist() if self.outside == "missing" else []
+        for k in dropped:
+            logger.warning(
+                "landmark file %s: %s at %s (%s) lies outside the image %s (voxel %s, image size %s); set to missing.",
+                source,
+                _label(k, names, named),
+                points[k].tolist(),
+                cs,
+                img_name,
+                np.round(voxels[k], 3).tolist(),
+                tuple(image.shape[1:]),
+            )
+        if dropped:
             voxels[outside] = np.nan
+            with _outside_lock:
+                _outside.setdefault(source, set()).update(dropped)
         meta = {
             "filename_or_obj": source,
             "image_filename": img_name,
             "coordinate_system": cs,
             "landmark_names": list(names),
+            "num_landmarks_outside": len(dropped),
+            "landmarks_outside": ",".join(str(k) for k in dropped),
         }
-        out = MetaTensor(torch.as_tensor(voxels, dtype=torch.float32), affine=affine_full.clone(), meta=meta)
-        return out
+        return MetaTensor(torch.as_tensor(voxels, dtype=torch.float32), affine=affine_full.clone(), meta=meta)
 
 
 class TrackLandmarks:

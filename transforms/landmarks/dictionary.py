@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
@@ -25,7 +25,12 @@ class LoadLandmarksd(MapTransform):
         ref_key: key of the reference image, default ``"image"``.
         num_landmarks: expected ``N``; None accepts any.
         coordinate_system: convention of files that do not state one (``"LPS"``, ``"RAS"``, ``"voxel"``).
-        outside: ``"error"``, ``"missing"`` (NaN row) or ``"keep"`` for landmarks outside the image.
+        outside: ``"error"``, ``"missing"`` (NaN row, logged and counted) or ``"keep"`` for landmarks outside
+            the image.
+        landmark_names: names the files must carry, in this order, when they name their landmarks; None: not checked.
+        coordinate_system_key: data-dict key of the item's own coordinate system (a datalist item's
+            ``"coordinate_system"``): when present it applies to the item's landmarks and must agree with the
+            one the file states (a conflict raises, naming the file). None ignores it.
         allow_missing_keys: don't raise when a key is absent.
     """
 
@@ -39,19 +44,28 @@ class LoadLandmarksd(MapTransform):
         coordinate_system: str | None = None,
         outside: str = "error",
         allow_missing_keys: bool = False,
+        landmark_names: Sequence[str] | None = None,
+        coordinate_system_key: str | None = "coordinate_system",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.ref_key = ref_key
-        self.loader = LoadLandmarks(num_landmarks=num_landmarks, coordinate_system=coordinate_system, outside=outside)
+        self.coordinate_system_key = coordinate_system_key
+        self.loader = LoadLandmarks(
+            num_landmarks=num_landmarks,
+            coordinate_system=coordinate_system,
+            outside=outside,
+            landmark_names=landmark_names,
+        )
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
+        item_cs = d.get(self.coordinate_system_key) if self.coordinate_system_key is not None else None
         for key in self.key_iterator(d):
             if self.ref_key not in d:
                 raise KeyError(
                     f"LoadLandmarksd: reference image key {self.ref_key!r} not in the data (keys {list(d)})."
                 )
-            d[key] = self.loader(d[key], d[self.ref_key])
+            d[key] = self.loader(d[key], d[self.ref_key], item_cs)
         return d
 
 

@@ -31,7 +31,6 @@ from scipy.ndimage import gaussian_filter
 from mlm.data.phantoms.common import (
     ISBI2015_LANDMARKS,
     SPLITS,
-    atomic_output,
     prepare_output_dir,
     progress,
     relative,
@@ -39,6 +38,7 @@ from mlm.data.phantoms.common import (
 )
 from mlm.data.phantoms.drawing import paint_capsule, paint_polyline
 from mlm.data.phantoms.shape_model import PointDistributionModel, load_shape_model
+from transforms.io.atomic import atomic_write
 
 __all__ = ["CephalogramPhantom", "generate_cephalogram", "write_cephalogram_dataset", "FIELD_OF_VIEW_MM"]
 
@@ -189,8 +189,8 @@ def write_cephalogram_dataset(
         cid = f"{i + 1:03d}"
         ph = generate_cephalogram(np.random.default_rng([seed, i]), pixel_size=pixel_size, shape_model=model)
         img_path = root / "RawImage" / _SPLIT_FOLDERS[split_of[i]] / f"{cid}.bmp"
-        with atomic_output(img_path) as tmp:
-            Image.fromarray(np.ascontiguousarray(ph.image.T), mode="L").save(tmp, format="BMP")
+        bmp = Image.fromarray(np.ascontiguousarray(ph.image.T), mode="L")
+        atomic_write(img_path, lambda tmp, bmp=bmp: bmp.save(tmp, format="BMP"))
         write_annotation_txt(root / "AnnotationsByMD" / "400_senior" / f"{cid}.txt", ph.landmarks)
         write_annotation_txt(root / "AnnotationsByMD" / "400_junior" / f"{cid}.txt", ph.junior)
         lm_path = root / "landmarks" / f"{cid}.json"

@@ -7,7 +7,6 @@ Conventions (``../shared/docs/DESIGN.md``): landmark files hold physical mm with
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from mlm.data import csi2014, isbi2015
+from transforms.io.atomic import atomic_write
 
 __all__ = [
     "PhantomVolume",
@@ -26,7 +26,6 @@ __all__ = [
     "SPLITS",
     "split_sizes",
     "prepare_output_dir",
-    "atomic_output",
     "write_nifti",
     "lps_affine_to_ras",
     "write_mha",
@@ -103,30 +102,6 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
     return out
 
 
-class atomic_output:
-    """Context manager giving a temp path in the destination's folder, moved onto ``path`` on success.
-
-    The temp name keeps the destination's full suffix (``.nii.gz``, ``.mha``) so writers pick the right format.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(self.path.suffixes)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".tmp_{self.path.name.split('.')[0]}_", suffix=suffix)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
-            self.tmp.unlink()
-
-
 @dataclass
 class PhantomVolume:
     """A generated 3D volume on an axis-aligned grid with its landmarks (the base of the 3D phantoms).
@@ -175,9 +150,7 @@ def write_nifti(
     img.header.set_xyzt_units("mm")
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
-    with atomic_output(path) as tmp:
-        nib.save(img, str(tmp))
-    return Path(path)
+    return atomic_write(path, lambda tmp: nib.save(img, str(tmp)))
 
 
 def write_mha(path: str | os.PathLike, array: np.ndarray, spacing: Sequence[float], compress: bool = True) -> Path:
@@ -187,9 +160,7 @@ def write_mha(path: str | os.PathLike, array: np.ndarray, spacing: Sequence[floa
     arr = np.asarray(array)
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr.T))  # SimpleITK arrays are [z, y, x]
     img.SetSpacing([float(s) for s in spacing])
-    with atomic_output(path) as tmp:
-        sitk.WriteImage(img, str(tmp), compress)
-    return Path(path)
+    return atomic_write(path, lambda tmp: sitk.WriteImage(img, str(tmp), compress))
 
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", enable: bool = True) -> Iterator[T]:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from transforms.io.atomic import atomic_write
 
 __all__ = ["PointDistributionModel", "fit_point_distribution_model", "align_configurations", "load_shape_model"]
 
@@ -115,18 +116,8 @@ class PointDistributionModel:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model as JSON, atomically (temp file in the same folder, then ``os.replace``)."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        """Write the model as JSON, atomically (:func:`transforms.io.atomic_write`)."""
+        atomic_write(path, json.dumps(self.to_dict(), indent=1) + "\n", make_parents=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PointDistributionModel:
