@@ -476,6 +476,12 @@ def _header_problem(
         return None, f"{header.path}: a {len(shape)}D image of size {shape}, the dataset is {dims}D [{where}]."
     if any(s < 1 for s in shape[:dims]):
         return None, f"{header.path}: empty image size {shape} [{where}]."
+    volumes = int(getattr(header, "volumes", 1))
+    if volumes != 1:
+        return None, (
+            f"{header.path}: a 4D image ({volumes} volumes of size {shape}), the bundles expect one {dims}D volume "
+            f"per item [{where}]."
+        )
     idx = [*range(dims), affine.shape[0] - 1]
     affine = affine[np.ix_(idx, idx)]
     spacing = item.get("spacing")

@@ -45,12 +45,15 @@ class ImageHeader:
         spatial_shape: voxels per spatial axis (channel axis excluded), in the array's axis order.
         affine: ``(R+1, R+1)`` float64 voxel-to-world RAS (mm) affine, ``R = len(spatial_shape)``.
         reader: ``"nibabel"``, ``"pil"``, ``"numpy"`` or ``"itk"``.
+        volumes: values per voxel beyond the spatial axes (a 4D NIfTI's time points or channels; 1 for a plain
+            image; colour bands of 2D files are not counted: those load as grey).
     """
 
     path: str
     spatial_shape: tuple[int, ...]
     affine: np.ndarray
     reader: str
+    volumes: int = 1
 
     @property
     def spacing(self) -> np.ndarray:
@@ -107,7 +110,7 @@ def _nibabel_header(path: Path, verify_data: bool) -> ImageHeader:
             _check_length(path, _gzip_length(data_file), needed)
         else:
             _check_length(path, data_file.stat().st_size, needed)
-    return ImageHeader(str(path), shape[:rank], affine, "nibabel")
+    return ImageHeader(str(path), shape[:rank], affine, "nibabel", int(np.prod(shape[rank:], dtype=np.int64)))
 
 
 def _pil_header(path: Path, verify_data: bool) -> ImageHeader:

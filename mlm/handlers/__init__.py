@@ -6,6 +6,7 @@ from mlm.handlers.gradient_clipping import GradientNormClipping
 from mlm.handlers.gradient_sync import AllReduceGradients
 from mlm.handlers.iteration_limit import IterationLimit
 from mlm.handlers.landmark_report import LandmarkReportHandler
+from mlm.handlers.outside_summary import OutsideLandmarksSummary, count_dropped_landmarks
 from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
 from mlm.handlers.saturation_monitor import SpatialSaturationMonitor
 from mlm.handlers.sigma_logger import SigmaLogger
@@ -19,8 +20,10 @@ __all__ = [
     "IterationLimit",
     "LandmarkCheckpointLoader",
     "LandmarkReportHandler",
+    "OutsideLandmarksSummary",
     "ResumeFromCheckpoint",
     "SigmaLogger",
     "SpatialSaturationMonitor",
     "TrainingCheckpointSaver",
+    "count_dropped_landmarks",
 ]

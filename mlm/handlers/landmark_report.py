@@ -24,6 +24,7 @@ from mlm.metrics import (
 from mlm.prediction import image_affine
 from mlm.reports import write_metrics_csv, write_metrics_json
 from transforms.io.atomic import output_path
+from transforms.landmarks import dropped_landmark_counts
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class LandmarkReportHandler:
         num_overlays: overlay PNGs to draw (0: none).
         method_name: curve label in the cumulative plot.
         pred_key, label_key, image_key, id_key: keys of the engine output / batch.
+        landmark_key: key of the loaded ground truth in the batch, whose meta counts the landmarks set to missing
+            as outside their image (``metrics.json``: ``num_landmarks_outside``, ``landmarks_outside`` per id).
         print_summary: print the summary to stdout as well as logging it.
         normalize_pair: zero-based ``(a, b)`` landmark pair for normalised errors, or None (default: mm only).
         normalize_distance: the distance (mm) the pair is taken to span, default 50 (wrist width).
@@ -92,6 +95,7 @@ class LandmarkReportHandler:
         label_key: str = "label",
         image_key: str = "image",
         id_key: str = "id",
+        landmark_key: str = "landmarks",
         print_summary: bool = True,
         name: str | None = None,
         normalize_pair: Sequence[int] | None = None,
@@ -106,6 +110,7 @@ class LandmarkReportHandler:
         self.num_overlays = int(num_overlays)
         self.method_name = method_name
         self.pred_key, self.label_key, self.image_key, self.id_key = pred_key, label_key, image_key, id_key
+        self.landmark_key = landmark_key
         self.print_summary = print_summary
         self.logger = logging.getLogger(name)
         if normalize_pair is not None:
@@ -127,6 +132,7 @@ class LandmarkReportHandler:
         self.pred: list[np.ndarray] = []
         self.true: list[np.ndarray] = []
         self.overlays: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.outside: dict[str, int] = {}
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, lambda _: self.reset())
@@ -138,8 +144,15 @@ class LandmarkReportHandler:
         outputs = engine.state.output
         batches = engine.state.batch
         outputs = outputs if isinstance(outputs, list) else [outputs]
-        batches = batches if isinstance(batches, list) else [batches] * len(outputs)
-        for out, bat in zip(outputs, batches):
+        if isinstance(batches, list):
+            dropped = [
+                sum(dropped_landmark_counts(b.get(self.landmark_key) if isinstance(b, dict) else None)) for b in batches
+            ]
+        else:
+            batch_landmarks = batches.get(self.landmark_key) if isinstance(batches, dict) else None
+            dropped = dropped_landmark_counts(batch_landmarks) if batch_landmarks is not None else [0] * len(outputs)
+            batches = [batches] * len(outputs)
+        for out, bat, num_dropped in zip(outputs, batches, dropped):
             if out.get(self.label_key) is None:
                 raise ValueError(
                     "LandmarkReportHandler: the evaluator output has no ground truth (label); "
@@ -149,6 +162,8 @@ class LandmarkReportHandler:
             item = str(item) if item is not None else f"image{len(self.ids):04d}"
             pred, true = _np(out[self.pred_key]), _np(out[self.label_key])
             self.ids.append(item)
+            if num_dropped:
+                self.outside[item] = int(num_dropped)
             self.pred.append(pred)
             self.true.append(true)
             if len(self.overlays) < self.num_overlays and self.image_key in out:
@@ -185,6 +200,9 @@ class LandmarkReportHandler:
         pred, true = np.stack(self.pred), np.stack(self.true)
         errors = point_errors(pred, true)
         summary = {"units": "mm", "ids": list(self.ids), **summarize_errors(errors, self.radii)}
+        # ground truth set to missing as outside its image (left out of every metric)
+        summary["num_landmarks_outside"] = int(sum(self.outside.values()))
+        summary["landmarks_outside"] = dict(self.outside)
         if self.identification:
             ok = identified_landmarks(pred, true, self.max_dist)
             present = ~np.isnan(ok)
@@ -261,6 +279,11 @@ class LandmarkReportHandler:
             f"MRE {s['pe_mean']:.2f} +- {s['pe_std']:.2f} mm, median {s['pe_median']:.2f} mm, max {s['pe_max']:.2f} mm",
             f"SDR: {sdr}",
         ]
+        if s.get("num_landmarks_outside"):
+            lines.append(
+                f"{s['num_landmarks_outside']} ground-truth landmarks in {len(s['landmarks_outside'])} images lie "
+                "outside their image and are left out (metrics.json: landmarks_outside)"
+            )
         if self.identification and s.get("identification_rate") is not None:
             lines.append(f"ID rate ({self.max_dist:g} mm): {100 * s['identification_rate']:.1f}%")
         if "normalized" in s:

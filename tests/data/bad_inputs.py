@@ -16,7 +16,9 @@ which entry points must refuse it:
 - ``"load_datalist"``: :func:`mlm.data.load_datalist` (ids only);
 - ``"generic_check"``: ``scripts/prepare_dataset.py generic-check`` / :func:`mlm.data.check_datalist`;
 - ``"transform"``: ``LoadImaged`` + ``transforms.LoadLandmarksd(num_landmarks=3, landmark_names=["a", "b", "c"])``
-  on the split's items.
+  on the split's items;
+- ``"image_load"``: the bundles' image loader (``transforms.io.CheckedLoadImaged(spatial_dims=3)``) on the split's
+  items.
 
 A case with ``error=None`` is a tolerated input that must load, with ``missing`` rows NaN.
 """
@@ -62,7 +64,7 @@ class BadCase:
     root: Path
     datalist: Path
     split: str
-    error: type[Exception] | None
+    error: type[Exception] | tuple[type[Exception], ...] | None
     match: str
     file: Path
     stages: tuple[str, ...]
@@ -397,9 +399,9 @@ def image_is_text(root: Path) -> BadCase:
         root / "datalist.json",
         "training",
         ValueError,
-        "not a readable image",
+        "not a readable image|cannot read the image",
         img,
-        ("generic_check",),
+        IMAGE_STAGES,
     )
 
 
@@ -414,7 +416,14 @@ def image_truncated(root: Path) -> BadCase:
     data = img.read_bytes()
     img.write_bytes(data[: len(data) // 2])
     return BadCase(
-        "image_truncated", root, root / "datalist.json", "training", ValueError, "truncated", img, ("generic_check",)
+        "image_truncated",
+        root,
+        root / "datalist.json",
+        "training",
+        ValueError,
+        "truncated|cannot be read",
+        img,
+        IMAGE_STAGES,
     )
 
 
@@ -431,9 +440,9 @@ def image_wrong_dimensionality(root: Path) -> BadCase:
         root / "datalist.json",
         "training",
         ValueError,
-        "a 2D image of size .* the dataset is 3D",
+        "a 2D image of size .* the dataset is 3D|2 spatial dim|2D",
         img,
-        ("generic_check",),
+        IMAGE_STAGES,
     )
 
 
@@ -447,10 +456,97 @@ def image_missing(root: Path) -> BadCase:
         root / "datalist.json",
         "training",
         FileNotFoundError,
-        "image not found",
+        "image not found|not found",
         img,
-        ("generic_check",),
+        IMAGE_STAGES,
     )
+
+
+IMAGE_STAGES = ("generic_check", "image_load")
+
+
+def _nifti(root: Path, array: np.ndarray, name: str = "t0") -> Path:
+    import nibabel as nib
+
+    write_tiny_dataset(root)
+    img = root / "images" / f"{name}.nii.gz"
+    nib.save(nib.Nifti1Image(array, np.diag([SPACING] * 3 + [1.0])), img)
+    return img
+
+
+def image_not_finite(root: Path) -> BadCase:
+    """NaN voxels (a float image written by a broken pipeline)."""
+    array = np.zeros(SHAPE, np.float32)
+    array[1, 2, 3] = np.nan
+    img = _nifti(root, array)
+    return BadCase(
+        "image_not_finite", root, root / "datalist.json", "training", ValueError, "NaN", img, ("image_load",)
+    )
+
+
+def image_4d(root: Path) -> BadCase:
+    """A 4D NIfTI (a time series or a multi-channel volume) in a 3D single-channel dataset."""
+    img = _nifti(root, np.zeros((*SHAPE, 2), np.int16))
+    return BadCase("image_4d", root, root / "datalist.json", "training", ValueError, "4D|channel", img, IMAGE_STAGES)
+
+
+def datalist_invalid_json(root: Path) -> BadCase:
+    path = write_tiny_dataset(root)
+    path.write_text(path.read_text()[:-20])
+    return BadCase("datalist_invalid_json", root, path, "training", ValueError, "JSON", path, ALL)
+
+
+def split_missing(root: Path) -> BadCase:
+    """A bundle asks for a split the datalist does not have."""
+    path = _edit(root, lambda d: d.pop("validation"))
+    return BadCase(
+        "split_missing", root, path, "validation", (KeyError, ValueError), "validation", path, ("load_split",)
+    )
+
+
+def landmark_dims_wrong(root: Path) -> BadCase:
+    """2D points in a 3D dataset."""
+    content = json.dumps({"coordinate_system": "LPS", "points": _lps(VOXELS)[:, :2].tolist(), "names": NAMES})
+    lm = _landmarks(root, "t0_2d", content)
+    return BadCase(
+        "landmark_dims_wrong",
+        root,
+        root / "datalist.json",
+        "training",
+        ValueError,
+        "2D|2 coordinates",
+        lm,
+        LANDMARK_STAGES,
+    )
+
+
+def landmark_file_empty(root: Path) -> BadCase:
+    lm = _landmarks(root, "t0_empty", "")
+    return BadCase(
+        "landmark_file_empty", root, root / "datalist.json", "training", ValueError, ".", lm, LANDMARK_STAGES
+    )
+
+
+def landmark_file_invalid_json(root: Path) -> BadCase:
+    lm = _landmarks(root, "t0_broken", '{"coordinate_system": "LPS", "points": [[1, 2, 3],')
+    return BadCase(
+        "landmark_file_invalid_json", root, root / "datalist.json", "training", ValueError, "JSON", lm, LANDMARK_STAGES
+    )
+
+
+def coordinate_system_unknown(root: Path) -> BadCase:
+    content = json.dumps({"coordinate_system": "XYZ", "points": _lps(VOXELS).tolist(), "names": NAMES})
+    lm = _landmarks(root, "t0_xyz", content)
+    return BadCase(
+        "coordinate_system_unknown", root, root / "datalist.json", "training", ValueError, "XYZ", lm, LANDMARK_STAGES
+    )
+
+
+def csv_non_numeric(root: Path) -> BadCase:
+    rows = [",".join(f"{v:g}" for v in row) for row in _lps(VOXELS)]
+    rows[1] = "1.0,abc,2.0"
+    lm = _landmarks(root, "t0_text", "# coordinate_system = LPS\n" + "\n".join(rows) + "\n", suffix=".csv")
+    return BadCase("csv_non_numeric", root, root / "datalist.json", "training", ValueError, "abc", lm, LANDMARK_STAGES)
 
 
 #: every case by name.
@@ -481,5 +577,14 @@ BAD_CASES: dict[str, Callable[[Path], BadCase]] = {
         image_truncated,
         image_wrong_dimensionality,
         image_missing,
+        image_not_finite,
+        image_4d,
+        datalist_invalid_json,
+        split_missing,
+        landmark_dims_wrong,
+        landmark_file_empty,
+        landmark_file_invalid_json,
+        coordinate_system_unknown,
+        csv_non_numeric,
     )
 }

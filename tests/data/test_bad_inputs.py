@@ -38,16 +38,32 @@ def _run_stage(stage: str, case: BadCase, capsys):
         return load_datalist(case.datalist, case.split)
     if stage == "transform":
         return _load_with_transforms(case)
+    if stage == "image_load":
+        from transforms.io import CheckedLoadImaged
+
+        load_image = CheckedLoadImaged(keys="image", spatial_dims=3)
+        return [load_image(i) for i in load_datalist(case.datalist, case.split)]
     assert stage == "generic_check"
     capsys.readouterr()
     code = prepare_dataset.main(["generic-check", str(case.datalist)])
     return code, capsys.readouterr()
 
 
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` with its content: a refused input must leave the dataset as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.parametrize("name", sorted(BAD_CASES))
 def test_bad_input_is_refused_naming_the_file(tmp_path, capsys, name):
     case = BAD_CASES[name](tmp_path / name)
     assert case.stages
+    before = _snapshot(case.root)
+    _check_every_stage(case, capsys, name)
+    assert _snapshot(case.root) == before, f"{name}: a refused input changed, added or removed files"
+
+
+def _check_every_stage(case: BadCase, capsys, name: str) -> None:
     for stage in case.stages:
         if case.error is None:  # tolerated input: loads, with the missing landmark a NaN row
             result = _run_stage(stage, case, capsys)
@@ -66,7 +82,8 @@ def test_bad_input_is_refused_naming_the_file(tmp_path, capsys, name):
             assert code == 1, f"{name}: generic-check passed: {out.out}"
             lines = [line for line in out.err.splitlines() if line.startswith("error: ")]
             assert any(str(case.file) in line and re.search(case.match, line) for line in lines), (name, out.err)
-            assert "problem(s)" in out.err.splitlines()[-1]
+            last = out.err.splitlines()[-1]  # the problem count, or the one error that stopped the check
+            assert "problem(s)" in last or (last.startswith("error: ") and str(case.file) in last), last
             continue
         with pytest.raises(case.error, match=case.match) as err:
             _run_stage(stage, case, capsys)

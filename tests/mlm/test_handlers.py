@@ -451,3 +451,40 @@ def test_spatial_saturation_monitor_warns_only_when_the_tanh_saturates(caplog):
     assert "spatial_saturation" not in engine.state.metrics
     with pytest.raises(ValueError, match="warn_fraction"):
         SpatialSaturationMonitor(healthy, warn_fraction=1.5)
+
+
+def _landmarks_with_drops(dropped: int) -> MetaTensor:
+    return MetaTensor(torch.zeros(3, 2), meta={"num_landmarks_outside": dropped, "image_filename": "img.png"})
+
+
+def test_outside_summary_counts_dropped_ground_truth_per_cached_dataset(caplog):
+    from monai.data import CacheDataset
+    from monai.transforms import Identityd
+
+    from mlm.handlers import OutsideLandmarksSummary
+
+    items = [{"id": f"i{k}", "landmarks": _landmarks_with_drops(d)} for k, d in enumerate([0, 2, 1])]
+    cached = CacheDataset(items, transform=Identityd("landmarks"), progress=False)
+    clean = CacheDataset(items[:1], transform=Identityd("landmarks"), progress=False)
+    engine = _engine(max_epochs=1)
+    OutsideLandmarksSummary({"training": cached, "validation": clean, "plain": items}).attach(engine)
+    with caplog.at_level(logging.INFO):
+        engine.run([0], max_epochs=1)
+    assert engine.state.landmarks_outside == {"training": {"i1": 2, "i2": 1}, "validation": {}}
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("training: 3 ground-truth landmarks in 2 of 3 images lie outside" in m for m in messages)
+    assert any("validation: every ground-truth landmark lies inside" in m for m in messages)
+    assert any("plain: dataset not cached" in m for m in messages)
+
+
+def test_report_handler_counts_ground_truth_dropped_as_outside(tmp_path, capsys):
+    true = np.array([[0.0, 0.0], [np.nan, np.nan]])
+    batches = [{"id": ["a"], "landmarks": _landmarks_with_drops(1)}, {"id": ["b"], "landmarks": torch.zeros(2, 2)}]
+    engine = Engine(
+        lambda e, b: [{"pred": torch.as_tensor(true + 1.0), "label": torch.as_tensor(true), "id": b["id"][0]}]
+    )
+    LandmarkReportHandler(tmp_path, num_overlays=0).attach(engine)
+    engine.run(batches, max_epochs=1)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["num_landmarks_outside"] == 1 and m["landmarks_outside"] == {"a": 1}
+    assert "1 ground-truth landmarks in 1 images lie outside their image" in capsys.readouterr().out

@@ -226,10 +226,9 @@ def test_set_spacing_scales_affine_and_landmarks_follow(tmp_path):
         SetSpacingd()({"image": img, "spacing": [0.1]})
 
 
-def test_outside_dropped_landmarks_are_logged_counted_and_recorded(tmp_path, caplog):
-    from transforms.landmarks import outside_landmarks, reset_outside_landmarks
+def test_outside_dropped_landmarks_are_logged_and_counted(tmp_path, caplog):
+    from transforms.landmarks import dropped_landmark_counts
 
-    reset_outside_landmarks()
     img = MetaTensor(torch.zeros(1, *SHAPE_3D), meta={"filename_or_obj": "/data/img007.nii.gz"})
     path = write_landmark_file(
         tmp_path / "lm.json", [[1, 1, 1], [10.0, 9.0, 40.0], [2, 2, 2], [-3.0, 1, 1]], "voxel", names="abcd"
@@ -237,7 +236,7 @@ def test_outside_dropped_landmarks_are_logged_counted_and_recorded(tmp_path, cap
     load = LoadLandmarksd(outside="missing")
     with caplog.at_level("WARNING", logger="transforms.landmarks"):
         out = load({"image": img, "landmarks": path})["landmarks"]
-        load({"image": img, "landmarks": path})  # loaded again (next epoch): recorded once
+        load({"image": img, "landmarks": path})  # loaded again (next epoch): logged again
     assert np.isnan(out.numpy()[[1, 3]]).all() and not np.isnan(out.numpy()[[0, 2]]).any()
     assert out.meta["num_landmarks_outside"] == 2 and out.meta["landmarks_outside"] == "1,3"
     messages = [r.getMessage() for r in caplog.records if r.name == "transforms.landmarks"]
@@ -245,14 +244,16 @@ def test_outside_dropped_landmarks_are_logged_counted_and_recorded(tmp_path, cap
     assert f"landmark file {path}: landmark 1 (b) at [10.0, 9.0, 40.0] (voxel) lies outside the image" in messages[0]
     assert "/data/img007.nii.gz" in messages[0] and "set to missing" in messages[0]
     assert "landmark 3 (d) at [-3.0, 1.0, 1.0]" in messages[1]
-    assert outside_landmarks() == {str(path): [1, 3]}
-    assert reset_outside_landmarks() == {str(path): [1, 3]} and outside_landmarks() == {}
+    assert dropped_landmark_counts(out) == [2]
     kept = LoadLandmarksd(outside="keep")({"image": img, "landmarks": path})["landmarks"]
-    assert kept.meta["num_landmarks_outside"] == 0 and outside_landmarks() == {}
+    assert kept.meta["num_landmarks_outside"] == 0 and dropped_landmark_counts(kept) == [0]
+    assert dropped_landmark_counts(torch.zeros(4, 3)) == [0]  # no meta: nothing dropped
 
 
 def test_outside_count_survives_tracking_and_collation(tmp_path):
     from monai.data import list_data_collate
+
+    from transforms.landmarks import dropped_landmark_counts
 
     img = MetaTensor(torch.zeros(1, *SHAPE_3D))
     paths = [
@@ -262,6 +263,7 @@ def test_outside_count_survives_tracking_and_collation(tmp_path):
     pipeline = Compose([LoadLandmarksd(outside="missing"), Zoomd("image", 0.5), TrackLandmarksd()])
     batch = list_data_collate([pipeline({"image": img, "landmarks": p}) for p in paths])
     assert batch["landmarks"].meta["num_landmarks_outside"].tolist() == [1, 0]
+    assert dropped_landmark_counts(batch["landmarks"]) == [1, 0]
 
 
 def test_item_coordinate_system_applies_and_a_conflict_with_the_file_raises(tmp_path):

@@ -4,11 +4,10 @@ from .array import (
     LoadLandmarks,
     SetSpacing,
     TrackLandmarks,
+    dropped_landmark_counts,
     image_name,
     outside_image,
-    outside_landmarks,
     points_to_voxels,
-    reset_outside_landmarks,
     spatial_affine,
 )
 from .dictionary import LoadLandmarksd, SetSpacingd, TrackLandmarksd
@@ -20,10 +19,9 @@ __all__ = [
     "SetSpacingd",
     "TrackLandmarks",
     "TrackLandmarksd",
+    "dropped_landmark_counts",
     "image_name",
     "outside_image",
-    "outside_landmarks",
     "points_to_voxels",
-    "reset_outside_landmarks",
     "spatial_affine",
 ]

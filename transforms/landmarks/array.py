@@ -6,15 +6,14 @@ of the grid they are expressed in. A missing landmark is a row of NaN.
 
 Landmarks that :class:`LoadLandmarks` drops as outside their image (``outside="missing"``) are logged
 (logger ``transforms.landmarks``, one warning each, naming the file, the landmark and its position),
-counted in the landmarks' meta (``num_landmarks_outside``, ``landmarks_outside``) and recorded in
-this process (:func:`outside_landmarks`, :func:`reset_outside_landmarks`) for a run summary.
+and counted in the landmarks' meta (``num_landmarks_outside``, ``landmarks_outside``), which survives
+caching, DataLoader workers and collation; :func:`dropped_landmark_counts` reads it back for a run summary.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,37 +36,31 @@ __all__ = [
     "image_name",
     "points_to_voxels",
     "outside_image",
-    "outside_landmarks",
-    "reset_outside_landmarks",
+    "dropped_landmark_counts",
 ]
 
 OUTSIDE_MODES = ("error", "missing", "keep")
 
 logger = logging.getLogger("transforms.landmarks")
 
-_outside_lock = threading.Lock()
-_outside: dict[str, set[int]] = {}
 
+def dropped_landmark_counts(landmarks: object) -> list[int]:
+    """Landmarks :class:`LoadLandmarks` set to missing as outside their image, per item of ``landmarks``.
 
-def outside_landmarks() -> dict[str, list[int]]:
-    """Landmarks dropped as outside their image by :class:`LoadLandmarks` in this process since the last reset.
+    Args:
+        landmarks: the landmarks of one item (``MetaTensor`` ``(N, D)``) or of a collated batch
+            (``(B, N, D)``, whose meta holds one count per item); anything without the meta counts as 0.
 
     Returns:
-        ``{landmark file (or "<inline landmarks of IMAGE>"): sorted landmark indices}``; the number of
-        dropped landmarks is ``sum(len(v) for v in outside_landmarks().values())``. A file loaded again
-        (every epoch of an uncached dataset) is counted once. Loads in DataLoader worker processes are
-        not seen here: read the landmarks' meta ``num_landmarks_outside`` of each batch instead.
+        one count per item (a list of length 1 for a single item, B for a batch).
     """
-    with _outside_lock:
-        return {k: sorted(v) for k, v in _outside.items()}
-
-
-def reset_outside_landmarks() -> dict[str, list[int]]:
-    """Clear the record of :func:`outside_landmarks` (e.g. at the start of a run) and return what it held."""
-    with _outside_lock:
-        out = {k: sorted(v) for k, v in _outside.items()}
-        _outside.clear()
-    return out
+    meta = getattr(landmarks, "meta", None) or {}
+    count = meta.get("num_landmarks_outside", 0)
+    batch = int(landmarks.shape[0]) if isinstance(landmarks, torch.Tensor) and landmarks.ndim == 3 else 1
+    if isinstance(count, torch.Tensor | np.ndarray | list | tuple):
+        values = [int(c) for c in np.asarray(count).reshape(-1)]
+        return values if len(values) == batch else [sum(values)] + [0] * (batch - 1)
+    return [int(count)] + [0] * (batch - 1)
 
 
 def points_to_voxels(points: np.ndarray, coordinate_system: str, affine: np.ndarray) -> np.ndarray:
@@ -240,8 +233,6 @@ class LoadLandmarks:
             )
         if dropped:
             voxels[outside] = np.nan
-            with _outside_lock:
-                _outside.setdefault(source, set()).update(dropped)
         meta = {
             "filename_or_obj": source,
             "image_filename": img_name,
