@@ -20,10 +20,10 @@ from mlm.bundle.checkpoints import (
 from mlm.bundle.datasets import check_dataset_dir, load_split
 from mlm.bundle.distributed import (
     distributed_device,
-    every_rank_handler_types,
     init_distributed,
     is_rank_zero,
     rank_zero_handlers,
+    runs_on_every_rank,
     unwrap_ddp,
     wrap_ddp,
 )
@@ -50,7 +50,6 @@ __all__ = [
     "checkpoint_landmark_count",
     "distributed_device",
     "error_summary",
-    "every_rank_handler_types",
     "init_distributed",
     "install_error_hook",
     "is_bundle_run",
@@ -65,6 +64,7 @@ __all__ = [
     "parameter_groups",
     "random_window_crop",
     "rank_zero_handlers",
+    "runs_on_every_rank",
     "root_cause",
     "sample_seed",
     "unwrap_ddp",

@@ -15,7 +15,7 @@ __all__ = [
     "wrap_ddp",
     "unwrap_ddp",
     "is_rank_zero",
-    "every_rank_handler_types",
+    "runs_on_every_rank",
     "rank_zero_handlers",
 ]
 
@@ -69,25 +69,21 @@ def is_rank_zero() -> bool:
     return not dist.is_available() or not dist.is_initialized() or dist.get_rank() == 0
 
 
-def every_rank_handler_types() -> tuple[type, ...]:
-    """Handler types every DDP process must attach: they change the training itself, not what is reported.
+def runs_on_every_rank(handler: object) -> bool:
+    """Whether every DDP process must attach ``handler``: it changes the training itself, not what is reported.
 
-    Resuming and checkpoint loading (every rank holds the model), gradient synchronisation and clipping, the LR
-    scheduler, validation (each rank evaluates its share; the metrics are all-reduced) and the iteration limit.
+    A handler declares it with a class attribute ``every_rank = True`` (resuming, gradient synchronisation and
+    clipping, the iteration limit, stopping on a signal, ...; a new handler that changes the training must declare
+    it, or it silently runs on rank 0 only). MONAI's own handlers cannot declare it: checkpoint loading (every
+    rank holds the model), the LR scheduler and validation (each rank evaluates its share; the metrics are
+    all-reduced) are recognised by type.
     """
+    declared = getattr(handler, "every_rank", None)
+    if declared is not None:
+        return bool(declared)
     from monai.handlers import CheckpointLoader, LrScheduleHandler, ValidationHandler
 
-    from mlm.handlers import AllReduceGradients, GradientNormClipping, IterationLimit, ResumeFromCheckpoint
-
-    return (
-        ResumeFromCheckpoint,
-        CheckpointLoader,
-        AllReduceGradients,
-        GradientNormClipping,
-        LrScheduleHandler,
-        ValidationHandler,
-        IterationLimit,
-    )
+    return isinstance(handler, CheckpointLoader | LrScheduleHandler | ValidationHandler)
 
 
 def rank_zero_handlers(handlers: Sequence, every_rank: Sequence[type] | None = None) -> list:
@@ -95,11 +91,12 @@ def rank_zero_handlers(handlers: Sequence, every_rank: Sequence[type] | None = N
 
     Args:
         handlers: the bundle's handlers, in their order.
-        every_rank: handler types kept on every rank (default :func:`every_rank_handler_types`); the others (logging,
-            TensorBoard, progress bars, checkpoint saving, sigma reports) run on rank 0 only.
+        every_rank: handler types kept on every rank (default: those for which :func:`runs_on_every_rank` holds);
+            the others (logging, TensorBoard, progress bars, checkpoint saving, sigma reports) run on rank 0 only.
     """
     handlers = list(handlers)
     if is_rank_zero():
         return handlers
-    keep = tuple(every_rank) if every_rank is not None else every_rank_handler_types()
-    return [h for h in handlers if isinstance(h, keep)]
+    if every_rank is not None:
+        return [h for h in handlers if isinstance(h, tuple(every_rank))]
+    return [h for h in handlers if runs_on_every_rank(h)]

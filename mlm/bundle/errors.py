@@ -133,8 +133,10 @@ def error_summary(exc: BaseException) -> str:
     ``<file>: <reason>``); other types as ``<Type>: <message>``. Whitespace (newlines included) is collapsed, so
     the summary is always a single line of at most :data:`MAX_LINE` characters after ``error: ``.
     """
-    if isinstance(root_cause(exc), KeyboardInterrupt):
-        return "error: interrupted (KeyboardInterrupt)."
+    cause = root_cause(exc)
+    if isinstance(cause, KeyboardInterrupt):
+        # mlm.handlers.TrainingStopped says after which iteration the checkpoint was saved
+        return f"error: {cause}; run the same command again to resume." if str(cause) else "error: interrupted."
     chain = [item for e in _chain(exc) for item in _describe(e)]
     chosen = 0
     for j in range(1, len(chain)):

@@ -10,6 +10,7 @@ from mlm.handlers.outside_summary import OutsideLandmarksSummary, count_dropped_
 from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
 from mlm.handlers.saturation_monitor import SpatialSaturationMonitor
 from mlm.handlers.sigma_logger import SigmaLogger
+from mlm.handlers.stop_on_signal import StopOnSignal, TrainingStopped
 from mlm.handlers.training_checkpoint_saver import TrainingCheckpointSaver
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "ResumeFromCheckpoint",
     "SigmaLogger",
     "SpatialSaturationMonitor",
+    "StopOnSignal",
     "TrainingCheckpointSaver",
+    "TrainingStopped",
     "count_dropped_landmarks",
 ]

@@ -29,6 +29,9 @@ class GradientNormClipping:
         max_norm: largest global gradient norm; ``None`` or ``<= 0`` disables clipping (the norm is still recorded).
     """
 
+    #: every DDP process attaches it (:func:`mlm.bundle.runs_on_every_rank`)
+    every_rank = True
+
     def __init__(self, max_norm: float | None = 1e4) -> None:
         self.max_norm = None if max_norm is None or max_norm <= 0 else float(max_norm)
 

@@ -25,6 +25,9 @@ class AllReduceGradients:
     a no-op when ``torch.distributed`` is not initialised. Every rank must attach it.
     """
 
+    #: every DDP process attaches it (:func:`mlm.bundle.runs_on_every_rank`)
+    every_rank = True
+
     def __init__(self, module: nn.Module) -> None:
         self.module = module
 

@@ -30,6 +30,9 @@ class IterationLimit:
         name: logger name (None: the engine's logger).
     """
 
+    #: every DDP process attaches it (:func:`mlm.bundle.runs_on_every_rank`)
+    every_rank = True
+
     def __init__(self, num_iterations: int, name: str | None = None) -> None:
         if int(num_iterations) < 1:
             raise ValueError(f"IterationLimit: num_iterations must be >= 1, got {num_iterations}.")

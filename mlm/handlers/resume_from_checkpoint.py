@@ -49,6 +49,9 @@ class ResumeFromCheckpoint:
         name: logger name (None: the engine's logger).
     """
 
+    #: every DDP process attaches it (:func:`mlm.bundle.runs_on_every_rank`)
+    every_rank = True
+
     def __init__(
         self,
         ckpt_dir: str | os.PathLike,

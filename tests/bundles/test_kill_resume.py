@@ -1,14 +1,17 @@
 """A real ``python -m monai.bundle run`` training killed with SIGKILL, in the middle of an epoch and then during a
-checkpoint save, resumes to exactly the weights of an uninterrupted run.
+checkpoint save, then stopped by SIGTERM in the middle of an epoch, resumes to exactly the weights of an
+uninterrupted run.
 
 The kills are placed deterministically: a ``sitecustomize`` module (on the child's ``PYTHONPATH`` only) makes the
 child hang at a chosen optimizer step or right after a checkpoint's temporary file is written (before it is moved
-into place) and writes a marker file; the test waits for the marker and kills the process.
+into place) and writes a marker file; the test waits for the marker and kills the process (or signals it and
+removes the marker, which lets it go on).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -29,9 +32,12 @@ _SAVE = int(os.environ.get("MLM_TEST_HANG_AT_SAVE", "0"))
 
 
 def _hang(what):
-    with open(os.environ["MLM_TEST_MARKER"], "w") as f:
+    marker = os.environ["MLM_TEST_MARKER"]
+    with open(marker, "w") as f:
         f.write(what)
-    time.sleep(600)
+    end = time.monotonic() + 600
+    while os.path.exists(marker) and time.monotonic() < end:  # the test removes the marker to let it go on
+        time.sleep(0.05)
 
 
 if _STEP or _SAVE:
@@ -71,7 +77,7 @@ def _start(args: list[str], hook_dir: Path, log: Path, **hang: str) -> subproces
         return subprocess.Popen(cmd, cwd=BUNDLES / "scn_ceph", env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _kill_when_hanging(proc: subprocess.Popen, hook_dir: Path, log: Path, timeout: float = 180) -> str:
+def _wait_until_hanging(proc: subprocess.Popen, hook_dir: Path, log: Path, timeout: float = 180) -> str:
     marker = hook_dir / "hanging"
     end = time.monotonic() + timeout
     while not marker.is_file():
@@ -79,10 +85,14 @@ def _kill_when_hanging(proc: subprocess.Popen, hook_dir: Path, log: Path, timeou
             proc.kill()
             pytest.fail(f"the training did not reach its hang point (exit {proc.poll()}):\n{log.read_text()[-4000:]}")
         time.sleep(0.2)
+    return marker.read_text()
+
+
+def _kill_when_hanging(proc: subprocess.Popen, hook_dir: Path, log: Path) -> str:
+    what = _wait_until_hanging(proc, hook_dir, log)
     proc.kill()  # SIGKILL: no handler, no cleanup
     proc.wait(timeout=30)
-    what = marker.read_text()
-    marker.unlink()
+    (hook_dir / "hanging").unlink()
     return what
 
 
@@ -110,15 +120,32 @@ def test_sigkill_mid_epoch_and_during_a_save_then_resume_equals_one_run(ceph_dat
     assert any(n.startswith(".checkpoint_iteration=6.pt.") for n in names)
     assert torch.load(models / "checkpoint_iteration=3.pt", weights_only=True)["trainer"]["iteration"] == 3
 
-    # resumed to the end: from iteration 3 again, the temporary file cleaned up, n_saved=1 kept
+    # resumed from iteration 3 again, then SIGTERM inside iteration 5 (the process's second optimizer step): the
+    # iteration completes, the checkpoint is saved, the run exits 130 saying so in its last line
+    proc = _start(args, hook_dir, tmp_path / "term.log", step="2")
+    assert _wait_until_hanging(proc, hook_dir, tmp_path / "term.log") == "optimizer step 2"
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    (hook_dir / "hanging").unlink()
+    assert proc.wait(timeout=120) == 130, (tmp_path / "term.log").read_text()[-4000:]
+    last = (tmp_path / "term.log").read_text().strip().splitlines()[-1]
+    assert last == "error: training stopped by SIGTERM after iteration 5; run the same command again to resume."
+    assert torch.load(models / "model.pt", weights_only=True)["trainer"]["iteration"] == 5
+
+    # resumed to the end: from iteration 5, the temporary file cleaned up, n_saved=1 kept
     proc = _start(args, hook_dir, tmp_path / "final.log")
     assert proc.wait(timeout=240) == 0, (tmp_path / "final.log").read_text()[-4000:]
     log = (tmp_path / "final.log").read_text()
-    assert f"resumed from {models / 'checkpoint_iteration=3.pt'} at epoch 1, iteration 3" in log
+    assert f"resumed from {models / 'model.pt'} at epoch 1, iteration 5" in log
     assert sorted(p.name for p in models.iterdir()) == ["checkpoint_iteration=8.pt", "model.pt", "model_best.pt"]
 
     # the same training without interruption, in this process (single-threaded like the launched runs)
     paths = ["--ckpt_dir", str(tmp_path / "one" / "models"), "--output_dir", str(tmp_path / "one" / "eval")]
-    bundle_parser("scn_ceph", ["train.yaml", "cpu.yaml"], paths + common).get_parsed_content("train#trainer").run()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 in the launched runs: another thread count sums differently
+    try:
+        bundle_parser("scn_ceph", ["train.yaml", "cpu.yaml"], paths + common).get_parsed_content("train#trainer").run()
+    finally:
+        torch.set_num_threads(threads)
     one_run = torch.load(tmp_path / "one" / "models" / "model.pt", weights_only=True)
     assert_identical(one_run, torch.load(models / "model.pt", weights_only=True))

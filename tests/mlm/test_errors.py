@@ -78,7 +78,13 @@ def test_other_exception_types_keep_their_name_and_one_line():
     )
     assert error_summary(ValueError("x" * 5000)).endswith("...") and len(error_summary(ValueError("x" * 5000))) < 1100
     assert error_summary(AssertionError()) == "error: AssertionError"
-    assert error_summary(KeyboardInterrupt()) == "error: interrupted (KeyboardInterrupt)."
+    assert error_summary(KeyboardInterrupt()) == "error: interrupted."
+    from mlm.handlers import TrainingStopped
+
+    stopped = TrainingStopped("training stopped by SIGTERM after iteration 43")
+    assert error_summary(stopped) == (
+        "error: training stopped by SIGTERM after iteration 43; run the same command again to resume."
+    )
 
 
 def test_not_installed_outside_bundle_runs():

@@ -301,3 +301,51 @@ def test_exception_inside_an_iteration_saves_nothing_between_iterations_saves_th
         run()
     assert engine.state.seen == [1, 2, 3, 4]
     assert torch.load(tmp_path / "b" / "model.pt", weights_only=True)["trainer"]["iteration"] == 4
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_inside_an_iteration_finishes_it_saves_and_the_resumed_run_is_exact(tmp_path, signame, caplog):
+    import signal
+
+    from mlm.handlers import StopOnSignal, TrainingStopped
+
+    _, run = _toy_trainer(tmp_path / "a", 7, 3)
+    uninterrupted = run()
+    engine, run = _toy_trainer(tmp_path / "b", 7, 3)
+    StopOnSignal().attach(engine)
+    previous = signal.getsignal(getattr(signal, signame))
+    # the signal arrives while iteration 5 runs (mid-epoch 2): the iteration completes, then the run stops
+    engine.add_event_handler(Events.ITERATION_STARTED(once=5), lambda e: os.kill(os.getpid(), getattr(signal, signame)))
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(TrainingStopped, match=f"stopped by {signame} after iteration 5"),
+    ):
+        run()
+    assert engine.state.seen == [1, 2, 3, 4, 5]
+    assert signal.getsignal(getattr(signal, signame)) is previous, "the previous signal handler is restored"
+    assert torch.load(tmp_path / "b" / "model.pt", weights_only=True)["trainer"]["iteration"] == 5
+    assert any("run the same command again to resume" in r.getMessage() for r in caplog.records)
+    engine, run = _toy_trainer(tmp_path / "b", 7, 3)
+    resumed = run()
+    assert engine.state.seen == [6, 7]
+    assert _max_abs_diff(resumed, uninterrupted) == 0.0
+
+
+def test_a_second_signal_aborts_at_once():
+    import signal
+
+    from mlm.handlers import StopOnSignal
+
+    engine = Engine(lambda e, b: None)
+    handler = StopOnSignal(["SIGTERM"])
+    handler.attach(engine)
+
+    def two_signals(e):
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    engine.add_event_handler(Events.ITERATION_STARTED(once=2), two_signals)
+    with pytest.raises(KeyboardInterrupt, match="received twice"):
+        engine.run([0] * 5, max_epochs=1)
+    assert engine.state.iteration == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
