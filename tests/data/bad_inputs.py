@@ -407,12 +407,7 @@ def image_is_text(root: Path) -> BadCase:
 
 def image_truncated(root: Path) -> BadCase:
     """A .nii.gz cut in the middle of its data (its header still reads)."""
-    import nibabel as nib
-
-    write_tiny_dataset(root)
-    img = root / "images" / "t0.nii.gz"
-    rng = np.random.default_rng(0)
-    nib.save(nib.Nifti1Image(rng.integers(0, 1000, SHAPE).astype(np.int16), np.diag([SPACING] * 3 + [1.0])), img)
+    img = _nifti(root, np.random.default_rng(0).integers(0, 1000, SHAPE).astype(np.int16))
     data = img.read_bytes()
     img.write_bytes(data[: len(data) // 2])
     return BadCase(
@@ -429,11 +424,7 @@ def image_truncated(root: Path) -> BadCase:
 
 def image_wrong_dimensionality(root: Path) -> BadCase:
     """A 2D image in a 3D dataset."""
-    import nibabel as nib
-
-    write_tiny_dataset(root)
-    img = root / "images" / "t0.nii.gz"
-    nib.save(nib.Nifti1Image(np.zeros(SHAPE[:2], np.int16), np.diag([SPACING] * 3 + [1.0])), img)
+    img = _nifti(root, np.zeros(SHAPE[:2], np.int16))
     return BadCase(
         "image_wrong_dimensionality",
         root,
