@@ -27,6 +27,7 @@ from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from mlm.reports import write_metrics_csv, write_metrics_json
 
 __all__ = [
+    "DEFAULT_PIXEL_RADII",
     "DEFAULT_RADII",
     "HAND_XRAY_NORMALIZE_PAIR",
     "GU2NET_HAND_NORMALIZE_PAIR",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 DEFAULT_RADII = (2.0, 2.5, 3.0, 4.0, 10.0)
+#: SDR radii (px) of images without a physical pixel size (a user's PNG/JPEG X-rays without a datalist spacing)
+DEFAULT_PIXEL_RADII = (5.0, 10.0, 20.0, 40.0)
 # Hand X-rays: errors normalised to a 50 mm wrist width measured between two landmarks (zero-based indices).
 HAND_XRAY_NORMALIZE_PAIR = (1, 5)  # Payer et al. (MICCAI 2016 / MedIA 2019) code
 GU2NET_HAND_NORMALIZE_PAIR = (0, 4)  # GU2Net (Zhu et al. 2021) code

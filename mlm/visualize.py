@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from transforms.io.atomic import atomic_write  # noqa: E402
 
-__all__ = ["plot_cumulative_ipe", "plot_overlay"]
+__all__ = ["cumulative_plot_limit", "display_2d", "plot_cumulative_ipe", "plot_overlay"]
 
 
 def _numpy(x) -> np.ndarray:
@@ -134,6 +134,15 @@ def _draw_points(ax, pred2: np.ndarray, true2: np.ndarray, names: Sequence[str] 
     ax.scatter(pred2[:, 1], pred2[:, 0], s=18, c="red", marker="x", label="prediction", linewidths=1.0)
 
 
+def display_2d(image: np.ndarray, *points: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A MONAI 2D array and its voxel coordinates as an upright picture: ``(view, *points_rc)``.
+
+    MONAI loads a 2D file as ``(W, H)`` (axis 0 = x, axis 1 = y), so the picture's rows are axis 1: ``view =
+    image.T`` (``(H, W)``), and each ``(N, 2)`` point array ``(x, y)`` becomes ``(row, column) = (y, x)``.
+    """
+    return (np.asarray(image).T, *(np.asarray(p)[:, ::-1] for p in points))
+
+
 def plot_overlay(
     image,
     pred,
@@ -147,7 +156,9 @@ def plot_overlay(
     """Overlay of predicted (red x) and ground-truth (green o) landmarks on the image, joined by yellow lines.
 
     Args:
-        image: ``(H, W)`` 2D or ``(D0, D1, D2)`` 3D array (no channel axis; a leading channel of size 1 is dropped).
+        image: ``(W, H)`` 2D array as MONAI loads a 2D file (axis 0 = image x, left to right; axis 1 = image y, top
+            to bottom: drawn upright, see :func:`display_2d`) or ``(D0, D1, D2)`` 3D array (no channel axis; a
+            leading channel of size 1 is dropped).
         pred: ``(N, 2|3)`` predicted voxel coordinates (NaN rows not drawn).
         true: ``(N, 2|3)`` ground-truth voxel coordinates.
         path: output image file.
@@ -171,9 +182,10 @@ def plot_overlay(
     if names is not None and len(names) != t.shape[0]:
         raise ValueError(f"plot_overlay: {len(names)} names for {t.shape[0]} landmarks.")
     if dims == 2:
-        fig, ax = plt.subplots(figsize=(6, 6 * img.shape[0] / max(img.shape[1], 1)))
-        ax.imshow(img, cmap="gray")
-        _draw_points(ax, p, t, names)
+        view, p_rc, t_rc = display_2d(img, p, t)
+        fig, ax = plt.subplots(figsize=(6, 6 * view.shape[0] / max(view.shape[1], 1)))
+        ax.imshow(view, cmap="gray")
+        _draw_points(ax, p_rc, t_rc, names)
         ax.set_axis_off()
         ax.legend(loc="upper right", fontsize=7)
     else:

@@ -14,6 +14,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 
 from mlm.heatmaps import world_to_voxel
 from mlm.metrics import (
+    DEFAULT_PIXEL_RADII,
     DEFAULT_RADII,
     identification_rate_per_landmark,
     identified_landmarks,
@@ -69,6 +70,9 @@ class LandmarkReportHandler:
         output_dir: report folder (created).
         names: N landmark names.
         radii: SDR/outlier radii in mm.
+        pixel_radii: SDR/outlier radii in px, used instead of ``radii`` when the images have no physical pixel size
+            (PNG/JPEG/BMP without a datalist ``spacing``: their meta ``spatial_units`` is ``"px"``); the report then
+            says px everywhere.
         identification: also compute the identification rate (spine).
         max_dist: identification radius, mm.
         num_overlays: overlay PNGs to draw (0: none).
@@ -87,6 +91,7 @@ class LandmarkReportHandler:
         output_dir: str | os.PathLike,
         names: Sequence[str] | None = None,
         radii: Sequence[float] = DEFAULT_RADII,
+        pixel_radii: Sequence[float] = DEFAULT_PIXEL_RADII,
         identification: bool = False,
         max_dist: float = 20.0,
         num_overlays: int = 4,
@@ -104,7 +109,8 @@ class LandmarkReportHandler:
     ) -> None:
         self.output_dir = Path(output_dir)
         self.names = None if names is None else [str(n) for n in names]
-        self.radii = tuple(float(r) for r in radii)
+        self.mm_radii = tuple(float(r) for r in radii)
+        self.pixel_radii = tuple(float(r) for r in pixel_radii)
         self.identification = identification
         self.max_dist = float(max_dist)
         self.num_overlays = int(num_overlays)
@@ -124,7 +130,7 @@ class LandmarkReportHandler:
             raise ValueError(f"normalize_distance must be positive (mm), got {normalize_distance}.")
         self.normalize_pair = normalize_pair
         self.normalize_distance = float(normalize_distance)
-        self.normalized_radii = self.radii if normalized_radii is None else tuple(float(r) for r in normalized_radii)
+        self.normalized_radii = self.mm_radii if normalized_radii is None else tuple(float(r) for r in normalized_radii)
         self.reset()
 
     def reset(self) -> None:
@@ -133,6 +139,7 @@ class LandmarkReportHandler:
         self.true: list[np.ndarray] = []
         self.overlays: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
         self.outside: dict[str, int] = {}
+        self.spatial_units: set[str] = set()
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, lambda _: self.reset())
@@ -162,6 +169,8 @@ class LandmarkReportHandler:
             item = str(item) if item is not None else f"image{len(self.ids):04d}"
             pred, true = _np(out[self.pred_key]), _np(out[self.label_key])
             self.ids.append(item)
+            image = out.get(self.image_key, bat.get(self.image_key) if isinstance(bat, dict) else None)
+            self.spatial_units.add(str((getattr(image, "meta", None) or {}).get("spatial_units", "mm")))
             if num_dropped:
                 self.outside[item] = int(num_dropped)
             self.pred.append(pred)
@@ -171,6 +180,23 @@ class LandmarkReportHandler:
                 affine = image_affine(image, pred.shape[-1])
                 vox = [_np(world_to_voxel(torch.as_tensor(w), affine)) for w in (pred, true)]
                 self.overlays.append((item, _np(image)[0], vox[0], vox[1]))
+
+    @property
+    def units(self) -> str:
+        """``"px"`` when every evaluated image lacks a physical pixel size, else ``"mm"`` (mixing both raises)."""
+        if self.spatial_units == {"px"}:
+            return "px"
+        if "px" in self.spatial_units:
+            raise ValueError(
+                "LandmarkReportHandler: some images have a physical pixel size (mm) and others do not (px): give every "
+                "pixel-only image (PNG/JPEG/BMP) a 'spacing' in the datalist, or none of them."
+            )
+        return "mm"
+
+    @property
+    def radii(self) -> tuple[float, ...]:
+        """The SDR/outlier radii in this report's units."""
+        return self.pixel_radii if self.units == "px" else self.mm_radii
 
     def normalized_errors(self) -> tuple[np.ndarray, list[str], list[str]]:
         """Normalised point errors ``(B', N)`` of the images whose reference pair has ground truth, their ids, and
@@ -199,7 +225,7 @@ class LandmarkReportHandler:
             raise ValueError("LandmarkReportHandler: no images were evaluated.")
         pred, true = np.stack(self.pred), np.stack(self.true)
         errors = point_errors(pred, true)
-        summary = {"units": "mm", "ids": list(self.ids), **summarize_errors(errors, self.radii)}
+        summary = {"units": self.units, "ids": list(self.ids), **summarize_errors(errors, self.radii)}
         # ground truth set to missing as outside its image (left out of every metric)
         summary["num_landmarks_outside"] = int(sum(self.outside.values()))
         summary["landmarks_outside"] = dict(self.outside)
@@ -252,7 +278,9 @@ class LandmarkReportHandler:
                 for i, err in zip(norm_ids, norm)
             ]
             write_metrics_csv(self.output_dir / "errors_per_image_normalized.csv", rows)
-        plot_cumulative_ipe({self.method_name: errors}, self.output_dir / "cumulative_ipe.png", radii=self.radii)
+        plot_cumulative_ipe(
+            {self.method_name: errors}, self.output_dir / "cumulative_ipe.png", radii=self.radii, unit=self.units
+        )
         if self.overlays:
             (self.output_dir / "overlays").mkdir(exist_ok=True)
         for item, image, p, t in self.overlays:
@@ -272,11 +300,12 @@ class LandmarkReportHandler:
 
     def format_summary(self, s: dict) -> str:
         """A few lines: images, MRE +- SD, median, SDR at each radius, ID rate, where the report is."""
-        sdr = ", ".join(f"{k} mm {100 * v:.1f}%" for k, v in s["sdr"].items())
+        u = s.get("units", "mm")
+        sdr = ", ".join(f"{k} {u} {100 * v:.1f}%" for k, v in s["sdr"].items())
         lines = [
             f"evaluated {s['num_images']} images, {s['count']} landmarks with ground truth "
             f"({s['num_missing_predictions']} without prediction)",
-            f"MRE {s['pe_mean']:.2f} +- {s['pe_std']:.2f} mm, median {s['pe_median']:.2f} mm, max {s['pe_max']:.2f} mm",
+            f"MRE {s['pe_mean']:.2f} +- {s['pe_std']:.2f} {u}, median {s['pe_median']:.2f} {u}, max {s['pe_max']:.2f} {u}",
             f"SDR: {sdr}",
         ]
         if s.get("num_landmarks_outside"):

@@ -488,3 +488,53 @@ def test_report_handler_counts_ground_truth_dropped_as_outside(tmp_path, capsys)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["num_landmarks_outside"] == 1 and m["landmarks_outside"] == {"a": 1}
     assert "1 ground-truth landmarks in 1 images lie outside their image" in capsys.readouterr().out
+
+
+def test_report_of_pixel_only_images_says_px_with_pixel_radii(tmp_path, capsys):
+    true = np.array([[0.0, 0.0], [10.0, 10.0]])
+    image = MetaTensor(torch.zeros(1, 16, 16), meta={"spatial_units": "px"})
+    engine = Engine(
+        lambda e, b: [{"pred": torch.as_tensor(true + 3.0), "label": torch.as_tensor(true), "image": image, "id": "x"}]
+    )
+    LandmarkReportHandler(tmp_path, num_overlays=0).attach(engine)
+    engine.run([0], max_epochs=1)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["units"] == "px" and list(m["sdr"]) == ["5", "10", "20", "40"]
+    assert m["pe_mean"] == pytest.approx(3 * 2**0.5)
+    out = capsys.readouterr().out
+    assert "MRE 4.24 +- 0.00 px" in out and "SDR: 5 px 100.0%" in out and " mm" not in out
+
+
+def test_report_refuses_mixing_pixel_and_mm_images(tmp_path):
+    true = np.array([[0.0, 0.0]])
+    units = iter(["px", "mm"])
+    engine = Engine(
+        lambda e, b: [
+            {
+                "pred": torch.as_tensor(true),
+                "label": torch.as_tensor(true),
+                "image": MetaTensor(torch.zeros(1, 4, 4), meta={"spatial_units": next(units)}),
+            }
+        ]
+    )
+    LandmarkReportHandler(tmp_path, num_overlays=0).attach(engine)
+    with pytest.raises(ValueError, match="give every pixel-only image"):
+        engine.run([0, 1], max_epochs=1)
+
+
+def test_loader_marks_pixel_only_files_and_a_datalist_spacing_makes_them_mm(tmp_path):
+    from PIL import Image
+
+    from transforms.io import CheckedLoadImage
+    from transforms.landmarks import SetSpacing
+
+    png = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 6), np.uint8)).save(png)
+    nii = tmp_path / "x.nii.gz"
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((6, 8), np.float32), np.eye(4)), str(nii))
+    img = CheckedLoadImage(spatial_dims=2)(str(png))
+    assert img.meta["spatial_units"] == "px"
+    assert SetSpacing()(img, [0.1, 0.1]).meta["spatial_units"] == "mm"
+    assert CheckedLoadImage(spatial_dims=2)(str(nii)).meta["spatial_units"] == "mm"

@@ -56,3 +56,16 @@ def test_overlay_2d_and_3d(tmp_path):
         plot_overlay(img3, pred2, true2, tmp_path / "bad.png")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         plot_overlay(img2, pred2, true2, tmp_path / "nope" / "o.png")
+
+
+def test_2d_overlays_are_drawn_upright():
+    """MONAI's (W, H) array: the picture's rows are image y, its columns image x (the face must not point down)."""
+    from mlm.visualize import display_2d
+
+    image = np.zeros((64, 48))  # W = 64, H = 48
+    image[10, 40] = 1.0  # x = 10, y = 40: near the bottom-left of the picture
+    view, points = display_2d(image, np.array([[10.0, 40.0]]))
+    assert view.shape == (48, 64)
+    row, col = np.argwhere(view == 1.0)[0]
+    assert (row, col) == (40, 10)
+    np.testing.assert_array_equal(points, [[40.0, 10.0]])  # (row, column) where the bright pixel is drawn

@@ -74,8 +74,46 @@ def test_wrong_dimensionality_and_channels_name_expected_and_found(tmp_path):
     with pytest.raises(
         ValueError, match=r"rgb\.png: expected a single-channel image, found 3 channels.*colour image\.$"
     ):
-        CheckedLoadImage(spatial_dims=2)(str(rgb))
+        CheckedLoadImage(spatial_dims=2, grey=False)(str(rgb))
     assert CheckedLoadImage(spatial_dims=2, channels=None)(str(rgb)).shape == (3, 30, 20)
+
+
+@pytest.mark.parametrize("mode,suffix", [("RGB", ".png"), ("RGBA", ".png"), ("LA", ".png"), ("RGB", ".jpg")])
+def test_grey_xray_saved_in_colour_loads_as_one_grey_channel(tmp_path, mode, suffix):
+    """The ISBI 2015 mirrors store grey cephalograms as 3-channel JPEG: every path must see one grey channel."""
+    grey = (np.arange(30 * 20).reshape(30, 20) % 251).astype(np.uint8)  # (H, W) as PIL stores it
+    path = tmp_path / f"xray_{mode}{suffix}"
+    options = {"quality": 100} if suffix == ".jpg" else {}
+    Image.fromarray(grey, mode="L").convert(mode).save(path, **options)
+    expected = CheckedLoadImage(spatial_dims=2)(str(_save_grey(tmp_path, grey)))
+    img = CheckedLoadImage(spatial_dims=2)(str(path))
+    assert img.shape == (1, 20, 30) == expected.shape
+    if suffix == ".png":  # lossless: exactly the grey values
+        assert torch.equal(img.as_tensor(), expected.as_tensor())
+    else:  # JPEG: the decoder's grey, within its quantisation
+        assert float((img - expected).abs().max()) <= 4.0
+    # through the bundles' preprocessing (training, inference and predict all load with it)
+    out = Compose(landmark_preprocessing(spatial_dims=2, spacing=1.0, spatial_size=[32, 32], with_landmarks=False))(
+        {"image": str(path)}
+    )
+    assert out["image"].shape[0] == 1
+
+
+def _save_grey(tmp_path: Path, grey: np.ndarray) -> Path:
+    path = tmp_path / "grey.png"
+    Image.fromarray(grey, mode="L").save(path)
+    return path
+
+
+def test_real_colour_image_becomes_its_luma(tmp_path):
+    from transforms.io import colour_to_grey
+
+    rgb = torch.tensor([[[10.0]], [[200.0]], [[50.0]]])
+    np.testing.assert_allclose(colour_to_grey(rgb).numpy(), [[[0.299 * 10 + 0.587 * 200 + 0.114 * 50]]], rtol=1e-6)
+    rgba = torch.cat([rgb, torch.full((1, 1, 1), 255.0)])
+    assert torch.equal(colour_to_grey(rgba), colour_to_grey(rgb))
+    with pytest.raises(ValueError, match="2, 3 or 4 channels"):
+        colour_to_grey(torch.zeros(5, 2, 2))
 
 
 def test_nan_and_infinite_values_are_refused(tmp_path):

@@ -1,7 +1,7 @@
 """Reading and writing: landmark files (JSON, CSV, Slicer ``.fcsv``), checked image loading, atomic output."""
 
 from .atomic import atomic_write, atomic_write_text, output_path
-from .images import CheckedLoadImage, CheckedLoadImaged, check_image
+from .images import CheckedLoadImage, CheckedLoadImaged, check_image, colour_to_grey, is_colour_image
 from .landmark_files import COORDINATE_SYSTEMS, LandmarkFile, read_landmark_file, write_landmark_file
 
 __all__ = [
@@ -11,6 +11,8 @@ __all__ = [
     "CheckedLoadImage",
     "CheckedLoadImaged",
     "check_image",
+    "colour_to_grey",
+    "is_colour_image",
     "COORDINATE_SYSTEMS",
     "LandmarkFile",
     "read_landmark_file",

@@ -4,6 +4,10 @@ MONAI's ``LoadImage`` lets a truncated ``.nii.gz`` raise a bare ``EOFError`` (or
 type"), and loads a 4D NIfTI or an RGB image as a multi-channel array that only fails later, inside the network's
 first convolution. :class:`CheckedLoadImage` / :class:`CheckedLoadImaged` load with ``LoadImage`` (channel first,
 ``image_only``) and check the result before anything else runs.
+
+Grey X-rays are often stored as RGB or RGBA PNG/JPEG (public challenge mirrors, clinic exports): with
+``channels=1`` (the bundles' grey-value networks) a file whose channels are colour components (grey + alpha, RGB,
+RGBA) is loaded as one grey channel (:func:`colour_to_grey`), exactly the grey values when R = G = B.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform, Transform
 
-__all__ = ["CheckedLoadImage", "CheckedLoadImaged", "check_image"]
+__all__ = [
+    "PIXEL_ONLY_SUFFIXES",
+    "CheckedLoadImage",
+    "CheckedLoadImaged",
+    "check_image",
+    "colour_to_grey",
+    "is_colour_image",
+]
 
 _MAX_MESSAGE = 400
 
@@ -39,6 +50,42 @@ def _stored_shape(img: torch.Tensor) -> str:
         pos = int(channel_dim) if int(channel_dim) >= 0 else len(spatial) + 1 + int(channel_dim)
         spatial.insert(pos, int(img.shape[0]))
     return f", stored as {tuple(spatial)}"
+
+
+#: file formats without a physical pixel size (MONAI reads them with 1 "mm" per pixel): their coordinates are px
+#: unless the datalist item gives a ``spacing`` (:class:`transforms.landmarks.SetSpacing` then marks them mm).
+PIXEL_ONLY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+#: ITU-R BT.601 luma weights (what PIL's ``convert("L")`` uses).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def is_colour_image(img: torch.Tensor) -> bool:
+    """Whether the channels of a loaded 2D image ``(C, W, H)`` are colour components of its file (grey + alpha, RGB,
+    RGBA), as MONAI's readers mark them (``original_channel_dim`` set), rather than volumes of a 4D file."""
+    meta = img.meta if isinstance(img, MetaTensor) else {}
+    channel_dim = meta.get("original_channel_dim")
+    has_channels = channel_dim is not None and not (isinstance(channel_dim, float) and np.isnan(channel_dim))
+    return has_channels and img.ndim == 3 and int(img.shape[0]) in (2, 3, 4)
+
+
+def colour_to_grey(img: torch.Tensor) -> torch.Tensor:
+    """One grey channel ``(1, W, H)`` from a colour image ``(C, W, H)``, C in 2 (grey + alpha), 3 (RGB), 4 (RGBA).
+
+    The alpha channel is dropped. RGB with R = G = B everywhere (a grey image saved in colour) gives R exactly;
+    other RGB gives the BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (as PIL's ``convert("L")``, without rounding).
+    The metadata (affine, file name) is kept.
+    """
+    channels = int(img.shape[0])
+    if channels not in (2, 3, 4):
+        raise ValueError(f"colour_to_grey: expected 2, 3 or 4 channels (grey+alpha, RGB, RGBA), got {channels}.")
+    if channels == 2:
+        return img[:1]
+    rgb = img[:3]
+    if bool((rgb[1] == rgb[0]).all()) and bool((rgb[2] == rgb[0]).all()):
+        return img[:1]
+    weights = torch.as_tensor(_LUMA, dtype=rgb.dtype, device=rgb.device).view(3, *([1] * (rgb.ndim - 1)))
+    return (rgb * weights).sum(dim=0, keepdim=True)
 
 
 def check_image(
@@ -95,7 +142,8 @@ class CheckedLoadImage(Transform):
     """``monai.transforms.LoadImage`` (channel first, image only) whose failures name the file and the problem.
 
     File name -> ``MetaTensor`` ``(C, *S)``, the same as ``LoadImage(reader, ensure_channel_first=True,
-    image_only=True, dtype=dtype)``, after :func:`check_image`.
+    image_only=True, dtype=dtype)``, after :func:`check_image`. Its meta ``spatial_units`` says whether the file has a
+    physical pixel size (``"mm"``: NIfTI, MetaImage, NRRD, DICOM...) or not (``"px"``: PNG, JPEG, BMP, TIFF).
 
     Args:
         reader: reader passed to ``LoadImage`` (name such as ``"ITKReader"``, class or instance), None for MONAI's
@@ -104,6 +152,8 @@ class CheckedLoadImage(Transform):
         channels: expected channels, None for any.
         allow_non_finite: accept NaN/infinite voxel values.
         dtype: output data type (``LoadImage``'s default: float32).
+        grey: with ``channels=1``, load a colour file (grey + alpha, RGB, RGBA 2D image) as one grey channel
+            (:func:`colour_to_grey`); False refuses it.
 
     Raises:
         FileNotFoundError: the file does not exist (the message names it).
@@ -118,12 +168,14 @@ class CheckedLoadImage(Transform):
         channels: int | None = 1,
         allow_non_finite: bool = False,
         dtype: Any = np.float32,
+        grey: bool = True,
     ) -> None:
         if spatial_dims is not None and spatial_dims not in (1, 2, 3):
             raise ValueError(f"spatial_dims must be 1, 2, 3 or None, got {spatial_dims}.")
         self.spatial_dims = spatial_dims
         self.channels = channels
         self.allow_non_finite = allow_non_finite
+        self.grey = grey
         self.loader = LoadImage(reader=reader, image_only=True, ensure_channel_first=True, dtype=dtype)
 
     def __call__(self, filename: str | os.PathLike | Sequence[str | os.PathLike]) -> torch.Tensor:
@@ -139,6 +191,11 @@ class CheckedLoadImage(Transform):
                 f"{name}: cannot read the image, the file is truncated, corrupt or of an unknown format "
                 f"({type(e).__name__}: {_one_line(e)})."
             ) from e
+        if self.grey and self.channels == 1 and is_colour_image(img):
+            img = colour_to_grey(img)
+        if isinstance(img, MetaTensor):
+            pixel_only = all(os.fspath(n).lower().endswith(PIXEL_ONLY_SUFFIXES) for n in names)
+            img.meta["spatial_units"] = "px" if pixel_only else "mm"
         check_image(img, name, self.spatial_dims, self.channels, self.allow_non_finite)
         return img
 
@@ -148,7 +205,7 @@ class CheckedLoadImaged(MapTransform):
 
     Args:
         keys: image keys, default ``"image"``.
-        reader, spatial_dims, channels, allow_non_finite, dtype: see :class:`CheckedLoadImage`.
+        reader, spatial_dims, channels, allow_non_finite, dtype, grey: see :class:`CheckedLoadImage`.
         allow_missing_keys: don't raise when a key is absent.
     """
 
@@ -161,9 +218,10 @@ class CheckedLoadImaged(MapTransform):
         allow_non_finite: bool = False,
         dtype: Any = np.float32,
         allow_missing_keys: bool = False,
+        grey: bool = True,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = CheckedLoadImage(reader, spatial_dims, channels, allow_non_finite, dtype)
+        self.loader = CheckedLoadImage(reader, spatial_dims, channels, allow_non_finite, dtype, grey)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

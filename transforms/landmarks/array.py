@@ -310,4 +310,5 @@ class SetSpacing:
         affine[:spatial_dims, :spatial_dims] = cols / norms * sp
         out = img.clone()
         out.affine = torch.as_tensor(affine, dtype=torch.float64)
+        out.meta["spatial_units"] = "mm"  # a physical pixel size now, also for a PNG/JPEG/BMP file
         return out
