@@ -29,8 +29,9 @@ class PrepareLandmarkBatch(PrepareBatch):
             When the batch has no such key, or holds unloaded file names (plain inference), the label is ``None``.
         num_landmarks: expected ``N``; a batch with another count raises ``ValueError`` naming the images.
 
-    Returns (from ``__call__``): ``image`` on ``device`` and ``landmarks`` as a plain float32 tensor
-    ``(B, N, D)`` on ``device`` (or ``None``).
+    Returns (from ``__call__``): ``image`` on ``device`` and ``landmarks`` as a plain tensor ``(B, N, D)`` on
+    ``device`` (or ``None``), in their floating dtype (float64 as ``LoadLandmarksd`` gives them, so that the
+    evaluation maps the ground truth to world mm without float32 rounding; the losses cast them to theirs).
     """
 
     def __init__(
@@ -56,7 +57,8 @@ class PrepareLandmarkBatch(PrepareBatch):
             return image, None
         if isinstance(landmarks, MetaTensor):
             landmarks = landmarks.as_tensor()
-        landmarks = landmarks.to(device=device, dtype=torch.float32, non_blocking=non_blocking)
+        dtype = landmarks.dtype if landmarks.is_floating_point() else torch.float64
+        landmarks = landmarks.to(device=device, dtype=dtype, non_blocking=non_blocking)
         if landmarks.ndim != 3 or landmarks.shape[0] != image.shape[0] or landmarks.shape[-1] != image.ndim - 2:
             raise ValueError(
                 f"PrepareLandmarkBatch: landmarks must be (B, N, D) = ({image.shape[0]}, N, {image.ndim - 2}) for images "

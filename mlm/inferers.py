@@ -200,7 +200,7 @@ class MaxSlidingWindowInferer(Inferer):
     for networks that need the full window size. Call it under ``torch.no_grad()`` / ``eval()`` as usual.
     The padding never reaches the output (:class:`MaxMerger` crops the merged maps to the input's shape), but the
     input may itself be padded (the bundles pad x/y to the window): a landmark whose maximum lies in padding is
-    outside the original image, and :class:`mlm.prediction.HeatmapsToLandmarksd` marks it missing (NaN) and logs it.
+    outside the original image, and :class:`transforms.post.HeatmapsToLandmarksd` marks it missing (NaN) and logs it.
 
     Spine CT (Payer): ``MaxSlidingWindowInferer(roi_size=(96, 96, 192), step=(96, 96, 64))``.
 

@@ -118,8 +118,16 @@ def plot_cumulative_ipe(
     return _save(fig, path, dpi)
 
 
-def _draw_points(ax, pred2: np.ndarray, true2: np.ndarray, names: Sequence[str] | None) -> None:
-    """pred2/true2 ``(N, 2)`` in (row, column) order; lines from ground truth to prediction."""
+def _draw_points(ax, pred2: np.ndarray, true2: np.ndarray | None, names: Sequence[str] | None) -> None:
+    """pred2/true2 ``(N, 2)`` in (row, column) order; lines from ground truth to prediction. Without ground truth
+    (``true2`` None) only the predictions are drawn, with their names."""
+    if true2 is None:
+        for k in range(pred2.shape[0]):
+            if names is not None and np.isfinite(pred2[k]).all():
+                xy = (pred2[k, 1], pred2[k, 0])
+                ax.annotate(str(names[k]), xy, color="yellow", fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.scatter(pred2[:, 1], pred2[:, 0], s=18, c="red", marker="x", label="prediction", linewidths=1.0)
+        return
     for k in range(true2.shape[0]):
         t, p = true2[k], pred2[k]
         if np.isfinite(t).all() and np.isfinite(p).all():
@@ -160,29 +168,33 @@ def plot_overlay(
             to bottom: drawn upright, see :func:`display_2d`) or ``(D0, D1, D2)`` 3D array (no channel axis; a
             leading channel of size 1 is dropped).
         pred: ``(N, 2|3)`` predicted voxel coordinates (NaN rows not drawn).
-        true: ``(N, 2|3)`` ground-truth voxel coordinates.
+        true: ``(N, 2|3)`` ground-truth voxel coordinates, or None (predictions only, e.g. on a user's own images).
         path: output image file.
-        names: optional landmark names, written next to the ground truth.
+        names: optional landmark names, written next to the ground truth (next to the predictions without it).
         mode: 3D only: ``"mip"`` (maximum-intensity projections along axis 0 and axis 1, e.g. sagittal and
-            coronal for RAS-ordered arrays) or ``"slices"`` (the slices through the mean ground-truth position).
+            coronal for RAS-ordered arrays) or ``"slices"`` (the slices through the mean ground-truth position, or
+            the mean prediction without ground truth).
         title: figure title.
         dpi: resolution.
     """
     img = _numpy(image)
     if img.ndim in (3, 4) and img.shape[0] == 1:
         img = img[0]
-    p, t = _numpy(pred), _numpy(true)
+    p = _numpy(pred)
+    t = None if true is None else _numpy(true)
     if img.ndim not in (2, 3):
         raise ValueError(f"plot_overlay: image must be (H, W) or (D0, D1, D2), got shape {img.shape}.")
     dims = img.ndim
-    if p.shape != t.shape or p.ndim != 2 or p.shape[1] != dims:
+    if (t is not None and p.shape != t.shape) or p.ndim != 2 or p.shape[1] != dims:
         raise ValueError(
-            f"plot_overlay: pred and true must be (N, {dims}) for a {dims}D image, got {p.shape} and {t.shape}."
+            f"plot_overlay: pred and true must be (N, {dims}) for a {dims}D image, got {p.shape} and "
+            f"{None if t is None else t.shape}."
         )
-    if names is not None and len(names) != t.shape[0]:
-        raise ValueError(f"plot_overlay: {len(names)} names for {t.shape[0]} landmarks.")
+    if names is not None and len(names) != p.shape[0]:
+        raise ValueError(f"plot_overlay: {len(names)} names for {p.shape[0]} landmarks.")
     if dims == 2:
-        view, p_rc, t_rc = display_2d(img, p, t)
+        view, p_rc, *t_rc = display_2d(img, p, *([] if t is None else [t]))
+        t_rc = t_rc[0] if t_rc else None
         fig, ax = plt.subplots(figsize=(6, 6 * view.shape[0] / max(view.shape[1], 1)))
         ax.imshow(view, cmap="gray")
         _draw_points(ax, p_rc, t_rc, names)
@@ -191,7 +203,8 @@ def plot_overlay(
     else:
         if mode not in ("mip", "slices"):
             raise ValueError(f"plot_overlay: mode must be 'mip' or 'slices', got {mode!r}.")
-        centre = np.nanmean(t, axis=0) if np.isfinite(t).any() else np.array(img.shape) / 2
+        ref = p if t is None else t
+        centre = np.nanmean(ref, axis=0) if np.isfinite(ref).any() else np.array(img.shape) / 2
         centre = np.clip(np.nan_to_num(np.round(centre)).astype(int), 0, np.array(img.shape) - 1)
         fig, axes = plt.subplots(1, 2, figsize=(10, 6))
         for ax, drop in zip(axes, (0, 1)):
@@ -202,7 +215,7 @@ def plot_overlay(
             if transpose:
                 view, keep = view.T, keep[::-1]
             ax.imshow(view, cmap="gray", aspect="equal", origin="lower" if transpose else "upper")
-            _draw_points(ax, p[:, keep], t[:, keep], names)
+            _draw_points(ax, p[:, keep], None if t is None else t[:, keep], names)
             label = "MIP" if mode == "mip" else f"slice {centre[drop]}"
             ax.set_title(
                 f"{label} along axis {drop} (vertical: axis {keep[0]}, horizontal: axis {keep[1]})", fontsize=8

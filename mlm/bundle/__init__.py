@@ -2,7 +2,7 @@
 optimizer groups, DDP wiring.
 
 Bundle configs stay declarative: every piece of logic they need is a function or class here (or in
-``mlm.handlers``, ``mlm.engines``, ``mlm.prediction``), so that it can be tested without launching a bundle.
+``mlm.handlers``, ``mlm.engines``, ``transforms.post``), so that it can be tested without launching a bundle.
 In a ``python -m monai.bundle`` process, importing this package installs :func:`install_error_hook`: a run that
 fails ends with its traceback, one last line ``error: <file>: <problem>`` and exit status 1 (``mlm.bundle.errors``).
 ``metadata_schema.json`` is the JSON schema the bundles' ``configs/metadata.json`` is verified against

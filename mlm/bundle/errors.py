@@ -36,6 +36,8 @@ import time
 import traceback
 from types import TracebackType
 
+from transforms.io.atomic import atomic_write
+
 __all__ = ["error_summary", "install_error_hook", "is_bundle_run", "root_cause"]
 
 #: longest error line printed (characters after ``"error: "``)
@@ -171,8 +173,7 @@ def _record_for_torchrun(line: str) -> None:
             },
         }
     }
-    with open(path, "w") as f:
-        json.dump(data, f)
+    atomic_write(path, json.dumps(data))
 
 
 def _exit_now(code: int) -> None:

@@ -16,11 +16,12 @@ from mlm.data.datalist import (
     validate_datalist,
     write_datalist,
 )
-from mlm.data.image_header import ImageHeader, read_image_header
+from mlm.data.image_header import ImageHeader, header_image, read_image_header
 
 __all__ = [
     "DatalistCheck",
     "ImageHeader",
+    "header_image",
     "check_datalist",
     "check_datalist_ids",
     "check_safe_id",

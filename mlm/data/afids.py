@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from mlm.data.datalist import write_landmark_datalist
+from transforms.geometry import to_ras, voxel_to_world, world_to_voxel
+from transforms.io.landmark_files import read_landmark_file
 
 __all__ = [
     "NUM_LANDMARKS",
@@ -33,31 +35,24 @@ NUM_LANDMARKS = 32
 
 def read_fcsv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     """Read a Slicer ``.fcsv``: ``((N, 3) RAS mm, names)``; an LPS file is converted to RAS."""
-    from transforms.io.landmark_files import read_landmark_file
-
     path = Path(path)
     if path.suffix.lower() != ".fcsv":
         raise ValueError(f"{path}: expected a Slicer markups .fcsv file.")
     lf = read_landmark_file(path)
-    pts = np.asarray(lf.points, dtype=np.float64)
-    if lf.coordinate_system == "LPS":
-        pts = pts * np.array([-1.0, -1.0, 1.0])
-    elif lf.coordinate_system not in (None, "RAS"):
+    if lf.coordinate_system not in ("LPS", "RAS"):
         raise ValueError(f"{path}: unexpected coordinate system {lf.coordinate_system!r}.")
-    return pts, [str(n) for n in lf.names]
+    return to_ras(lf.points, lf.coordinate_system), [str(n) for n in lf.names]
 
 
 def ras_to_voxel(points_ras: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """``(N, 3)`` RAS mm -> voxel indices through a 4x4 RAS ``affine`` (NIfTI / MONAI)."""
-    p = np.asarray(points_ras, dtype=np.float64)
-    inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
-    return p @ inv[:3, :3].T + inv[:3, 3]
+    """``(N, 3)`` RAS mm -> voxel indices through a 4x4 RAS ``affine`` (NIfTI / MONAI):
+    :func:`transforms.geometry.world_to_voxel`."""
+    return world_to_voxel(np.asarray(points_ras, dtype=np.float64), np.asarray(affine, dtype=np.float64))
 
 
 def voxel_to_ras(points_vox: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """``(N, 3)`` voxel indices -> RAS mm through a 4x4 RAS ``affine``."""
-    a = np.asarray(affine, dtype=np.float64)
-    return np.asarray(points_vox, dtype=np.float64) @ a[:3, :3].T + a[:3, 3]
+    """``(N, 3)`` voxel indices -> RAS mm through a 4x4 RAS ``affine``: :func:`transforms.geometry.voxel_to_world`."""
+    return voxel_to_world(np.asarray(points_vox, dtype=np.float64), np.asarray(affine, dtype=np.float64))
 
 
 def rater_errors(groundtruth_fcsv: str | os.PathLike, rater_fcsvs: list[str | os.PathLike]) -> dict[str, np.ndarray]:

@@ -15,8 +15,8 @@ median centroid distance between neighbouring slots is 17-20 mm for 0-6 (cervica
 strongly tilted S1 -> S2 step (29.5 mm, only 15 mm in z).
 
 Coordinates are ITK physical (LPS) mm; the landmark files the converter writes say ``"LPS"``.
-MONAI's affines are RAS: ``ras = diag(-1, -1, 1) @ lps`` (see ``tests/data/test_csi2014.py`` for
-the check on a real CT).
+MONAI's affines are RAS: ``ras = diag(-1, -1, 1) @ lps`` (:func:`transforms.geometry.lps_to_ras`; see
+``tests/data/test_csi2014.py`` for the check on a real CT).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from mlm.data.datalist import read_coordinate_table, read_id_list, write_coordinate_table, write_landmark_datalist
+from transforms.geometry import lps_to_ras
+from transforms.io.landmark_files import read_landmark_file
 
 __all__ = [
     "NUM_LANDMARKS",
     "VERTEBRA_NAMES",
-    "LPS_TO_RAS",
     "read_points_csv",
     "write_points_csv",
     "read_centroid_file",
@@ -46,16 +47,9 @@ NUM_LANDMARKS = 26
 VERTEBRA_NAMES = (
     [f"C{k}" for k in range(1, 8)] + [f"T{k}" for k in range(1, 13)] + [f"L{k}" for k in range(1, 6)] + ["S1", "S2"]
 )
-#: diagonal that maps LPS to RAS (and back).
-LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
 
 _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 _CENTROID_SUFFIXES = (".lml", ".json", ".csv", ".fcsv", ".txt")
-
-
-def lps_to_ras(points: np.ndarray) -> np.ndarray:
-    """Flip x and y: LPS mm <-> RAS mm (the map is its own inverse). ``(..., 3)`` -> ``(..., 3)``."""
-    return np.asarray(points, dtype=np.float64) * LPS_TO_RAS
 
 
 def read_points_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -93,8 +87,6 @@ def read_centroid_file(path: str | os.PathLike, coordinate_system: str = "LPS") 
         raise FileNotFoundError(f"{path}: centroid file not found.")
     out = np.full((NUM_LANDMARKS, 3), np.nan)
     if path.suffix.lower() in (".json", ".csv", ".fcsv"):
-        from transforms.io.landmark_files import read_landmark_file
-
         lf = read_landmark_file(path)
         pts = np.asarray(lf.points, dtype=np.float64)
         names = list(lf.names) if lf.names else []

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from mlm.data.image_header import read_image_header
+from transforms.geometry import affine_with_spacing, spatial_affine
 from transforms.io.atomic import atomic_write_text
 from transforms.io.landmark_files import (
     COORDINATE_SYSTEMS,
@@ -41,7 +43,9 @@ from transforms.io.landmark_files import (
     check_landmark_names,
     parse_point_list,
     read_landmark_file,
+    write_landmark_file,
 )
+from transforms.landmarks.array import outside_image, points_to_voxels
 
 __all__ = [
     "DATALIST_RESERVED_KEYS",
@@ -188,7 +192,7 @@ def check_safe_id(item_id: Any, where: str = "") -> str:
 def item_id(item: dict) -> str:
     """The name of an item's output files: its ``"id"``, or its image file's name without extensions.
 
-    The same rule as :class:`mlm.prediction.SaveLandmarksd`.
+    The same rule as :class:`transforms.post.SaveLandmarksd`.
     """
     if item.get("id") is not None:
         return str(item["id"])
@@ -482,8 +486,7 @@ def _header_problem(
             f"{header.path}: a 4D image ({volumes} volumes of size {shape}), the bundles expect one {dims}D volume "
             f"per item [{where}]."
         )
-    idx = [*range(dims), affine.shape[0] - 1]
-    affine = affine[np.ix_(idx, idx)]
+    affine = spatial_affine(affine, dims)
     spacing = item.get("spacing")
     cols = affine[:dims, :dims]
     norms = np.linalg.norm(cols, axis=0)
@@ -497,8 +500,7 @@ def _header_problem(
             f"a zero or non-finite spacing or direction [{where}]."
         )
     if isinstance(spacing, list) and _spacing_problem(spacing, dims) is None:
-        affine = affine.copy()
-        affine[:dims, :dims] = cols / norms * np.asarray(spacing, dtype=np.float64)
+        affine = affine_with_spacing(affine, spacing)  # as transforms.SetSpacingd gives it to the loaded image
     return affine, None
 
 
@@ -536,9 +538,6 @@ def check_datalist(
     Raises:
         FileNotFoundError, ValueError: only when the datalist itself cannot be read (missing, not JSON).
     """
-    from mlm.data.image_header import read_image_header
-    from transforms.landmarks.array import outside_image, points_to_voxels
-
     path = Path(path)
     data = read_datalist_json(path)
     report = DatalistCheck(str(path))
@@ -827,8 +826,6 @@ def write_landmark_datalist(
     Returns:
         paths of the written datalists.
     """
-    from transforms.io.landmark_files import write_landmark_file
-
     output_dir = Path(output_dir)
     n = int(header["num_landmarks"])
     d = int(header["spatial_dims"])

@@ -14,6 +14,9 @@ With ``verify_data`` the file is also checked to hold all its pixel data (a trun
 text file under an image name): uncompressed NIfTI and MetaImage by their file size, gzipped NIfTI by
 decompressing it as a stream (no array is built), PIL images by decoding them (2D, small), other ITK
 formats by reading the image.
+
+:func:`header_image` turns a header into a geometry-only ``MetaTensor`` (shape and affine, no pixels) that the
+landmark transforms accept in place of the loaded image (``transforms.LoadLandmarks``, ``transforms.post``).
 """
 
 from __future__ import annotations
@@ -22,18 +25,21 @@ import gzip
 import os
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from monai.data import MetaTensor
 
-__all__ = ["ImageHeader", "read_image_header", "PIL_SUFFIXES", "NIBABEL_SUFFIXES"]
+from transforms.geometry import affine_with_spacing, flip_affine_lps_ras, spatial_affine
+
+__all__ = ["ImageHeader", "read_image_header", "header_image", "PIL_SUFFIXES", "NIBABEL_SUFFIXES"]
 
 #: suffixes MONAI's LoadImage reads with PIL and nibabel by default (everything else but .npy goes to ITK).
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img")
-
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 @dataclass
@@ -185,9 +191,7 @@ def _itk_header(path: Path, verify_data: bool) -> ImageHeader:
     affine = np.eye(dims + 1)
     affine[:dims, :dims] = direction * spacing
     affine[:dims, dims] = origin
-    flip = np.eye(dims + 1)
-    flip[: min(dims, 2), : min(dims, 2)] = -np.eye(min(dims, 2))
-    affine = flip @ affine  # ITK's LPS to MONAI's RAS, like ITKReader (first two axes negated, also in 2D)
+    affine = flip_affine_lps_ras(affine)  # ITK's LPS to MONAI's RAS, like ITKReader (first two axes, also in 2D)
     if verify_data:
         checked = False
         itemsize = _itk_itemsize(sitk, reader.GetPixelID())
@@ -230,3 +234,40 @@ def read_image_header(path: str | os.PathLike, verify_data: bool = True) -> Imag
     if suffix == ".npy":
         return _numpy_header(path, verify_data)
     return _itk_header(path, verify_data)
+
+
+def header_image(
+    header: ImageHeader, spatial_dims: int | None = None, spacing: Sequence[float] | None = None
+) -> MetaTensor:
+    """The geometry of the image the bundles load, as a channel-first ``MetaTensor`` ``(1, *S)`` without pixels.
+
+    Its shape and affine are those of ``LoadImage(ensure_channel_first=True)`` followed by the bundles' squeeze of
+    trailing singleton axes (``transforms.EnsureSpatialDims``: a ``W x H x 1`` MetaImage is 2D) and, for pixel-only
+    images, the item's pixel ``spacing`` (:func:`transforms.geometry.affine_with_spacing`, as
+    ``transforms.SetSpacingd`` applies it); the affine is 4x4 as MONAI keeps it (rows/columns ``[0, 1, 3]`` in 2D).
+    The array is a zero-stride view of one byte: use it where only the geometry is read
+    (``transforms.LoadLandmarks``, ``transforms.post.LandmarksToWorld``), never where pixels are (a copy of it
+    would allocate the whole image).
+
+    Args:
+        header: from :func:`read_image_header`.
+        spatial_dims: ``D``; default all of the header's axes. Axes beyond ``D`` must have length 1.
+        spacing: voxel size (mm, ``D`` values) to give the image, or None.
+
+    Raises:
+        ValueError: the image has fewer than ``D`` axes, or a longer axis beyond ``D`` (names the file).
+    """
+    shape = tuple(int(s) for s in header.spatial_shape)
+    dims = len(shape) if spatial_dims is None else int(spatial_dims)
+    if len(shape) < dims or any(s != 1 for s in shape[dims:]) or dims > 3:
+        raise ValueError(f"{header.path}: a {len(shape)}D image of size {shape} is not a {dims}D image.")
+    affine = np.eye(4)
+    idx = [*range(dims), 3]
+    affine[np.ix_(idx, idx)] = spatial_affine(header.affine, dims)
+    if spacing is not None:
+        sp = [float(s) for s in spacing]
+        if len(sp) != dims:
+            raise ValueError(f"{header.path}: 'spacing' {sp} does not have {dims} values.")
+        affine = affine_with_spacing(affine, sp)
+    pixels = torch.zeros((), dtype=torch.uint8).expand(1, *shape[:dims])
+    return MetaTensor(pixels, affine=torch.as_tensor(affine), meta={"filename_or_obj": header.path})

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlm.data.datalist import write_landmark_datalist
+from mlm.data.datalist import atomic_write_text, write_landmark_datalist
+from transforms.geometry import lps_to_ras, ras_to_lps, voxel_to_world, world_to_voxel
 
 __all__ = [
     "VERSE_LABEL_NAMES",
@@ -93,8 +94,6 @@ def write_centroid_json(
     path: str | os.PathLike, direction: tuple[str, str, str], centroids: dict[int, np.ndarray]
 ) -> Path:
     """Write a VerSe ``*_ctd.json`` (atomically)."""
-    from mlm.data.datalist import atomic_write_text
-
     data: list[dict] = [{"direction": list(direction)}]
     data += [
         {"label": int(k), "X": float(v[0]), "Y": float(v[1]), "Z": float(v[2])} for k, v in sorted(centroids.items())
@@ -117,19 +116,15 @@ def centroids_to_world(
 ) -> dict[int, np.ndarray]:
     """Voxel centroids in ``direction`` -> LPS mm through a RAS NIfTI ``affine`` (4x4) of ``shape``."""
     grid = _grid_affine(np.asarray(affine, dtype=np.float64), shape, direction)
-    out = {}
-    for k, v in centroids.items():
-        ras = grid @ np.append(v, 1.0)
-        out[k] = ras[:3] * np.array([-1.0, -1.0, 1.0])
-    return out
+    return {k: ras_to_lps(voxel_to_world(np.asarray(v, dtype=np.float64), grid)) for k, v in centroids.items()}
 
 
 def world_to_centroids(
     points_lps: dict[int, np.ndarray], direction: tuple[str, str, str], affine: np.ndarray, shape: tuple[int, ...]
 ) -> dict[int, np.ndarray]:
     """Inverse of :func:`centroids_to_world`: LPS mm -> voxel coordinates in ``direction``."""
-    inv = np.linalg.inv(_grid_affine(np.asarray(affine, dtype=np.float64), shape, direction))
-    return {k: (inv @ np.append(np.asarray(v) * np.array([-1.0, -1.0, 1.0]), 1.0))[:3] for k, v in points_lps.items()}
+    grid = _grid_affine(np.asarray(affine, dtype=np.float64), shape, direction)
+    return {k: world_to_voxel(lps_to_ras(v), grid) for k, v in points_lps.items()}
 
 
 def verse_landmarks(ctd_path: str | os.PathLike, image_path: str | os.PathLike) -> np.ndarray:

@@ -23,7 +23,7 @@ from PIL import Image
 from mlm.bundle import landmark_preprocessing
 from mlm.heatmaps import gaussian_heatmaps
 from mlm.inferers import MaxSlidingWindowInferer
-from mlm.prediction import HeatmapsToLandmarksd, SaveLandmarksd, outside_original_image
+from transforms.post import HeatmapsToLandmarksd, SaveLandmarksd, outside_original_image
 
 
 class FixedHeatmaps(torch.nn.Module):
@@ -53,7 +53,7 @@ def test_volume_smaller_than_the_window_gives_predictions_inside_or_missing(tmp_
     net = FixedHeatmaps([[8.0, 8.0, 3.0], [1.0, 8.0, 3.0], [8.0, 8.0, 20.0]])
     pred = MaxSlidingWindowInferer(roi_size=(16, 16, 32), step=(16, 16, 16), pad_value=-1.0)(image[None], net)
     assert pred.shape == (1, 3, 16, 16, 6)  # the windows' padding is cropped off the merged output
-    with caplog.at_level(logging.WARNING, logger="mlm.prediction"):
+    with caplog.at_level(logging.WARNING, logger="transforms.post"):
         d = HeatmapsToLandmarksd("pred", names=["a", "b", "c"])({"pred": pred[0], "image": image})
     assert torch.isfinite(d["pred"][0]).all() and torch.isnan(d["pred"][1:]).all()
     assert torch.isnan(d["pred_voxel"][1:]).all()
@@ -76,7 +76,7 @@ def test_pixel_only_images_are_checked_in_their_own_pixel_grid(tmp_path, caplog)
     image = Compose(landmark_preprocessing(2, 4.0, [64, 64], 2, with_landmarks=False))(item)["image"]
     assert image.shape == (1, 64, 64)
     heat = gaussian_heatmaps(torch.tensor([[[30.0, 30.0], [30.0, 62.0]]]), (64, 64), torch.tensor([1.0, 1.0]), None)
-    with caplog.at_level(logging.WARNING, logger="mlm.prediction"):
+    with caplog.at_level(logging.WARNING, logger="transforms.post"):
         d = HeatmapsToLandmarksd("pred")({"pred": heat[0], "image": image, "spacing": [4.0, 4.0]})
     assert torch.isfinite(d["pred"][0]).all() and torch.isnan(d["pred"][1]).all()
     assert "ceph.bmp: 1 of 2 predicted landmarks lie outside the image (shape (48, 60)) and are marked missing: 1." in (

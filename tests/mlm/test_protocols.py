@@ -1,7 +1,8 @@
 """Evaluation protocols (mlm.protocols, scripts/evaluate_protocol.py) on synthetic predictions with hand-computed numbers.
 
-Predictions are written with the bundles' own writer (:func:`mlm.prediction.landmark_record`: world mm, LPS), so the
-file format round trip is part of every test.
+Predictions are written with the bundles' own writer (:func:`transforms.io.prediction_files.landmark_record`, world
+mm, LPS), so the file format round trip is part of every test. The ground truth is checked against the bundles'
+evaluation pipeline on the four phantoms.
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ def offset(points: np.ndarray, errors: list[float], direction=(1.0, 0.0)) -> np.
 # --------------------------------------------------------------------------------------------------------- ISBI 2015
 @pytest.fixture
 def isbi(tmp_path):
-    """2 landmarks, voxel files with 0.1 mm pixel spacing (like the ISBI converter's output); no image is read."""
+    """2 landmarks, voxel files with 0.1 mm pixel spacing (like the ISBI converter's output), 480 x 440 px BMPs."""
+    from PIL import Image
+
     root = tmp_path / "isbi"
+    (root / "images").mkdir(parents=True)
     gt_px = {
         "151": [[100.0, 200.0], [300.0, 400.0]],
         "152": [[110.0, 210.0], [310.0, 410.0]],
@@ -54,6 +58,7 @@ def isbi(tmp_path):
     items = {}
     for i, px in gt_px.items():
         write_landmark_file(root / "landmarks" / f"{i}.json", px, "voxel", names=["S", "N"])
+        Image.fromarray(np.zeros((440, 480), np.uint8)).save(root / "images" / f"{i}.bmp")  # MONAI: (1, 480, 440)
         items[i] = {"id": i, "image": f"images/{i}.bmp", "landmarks": f"landmarks/{i}.json", "spacing": [0.1, 0.1]}
     write_datalist(
         root / "datalist.json",
@@ -222,10 +227,14 @@ def test_hand_folds_must_not_overlap_and_ids_must_exist(hand, tmp_path):
 # ---------------------------------------------------------------------------------------------------------- CSI 2014
 @pytest.fixture
 def csi(tmp_path):
-    """Two scans in LPS files: s1 (T11..S1, 30 mm apart) and s2 (C1..C7, 20 mm apart), one per fold."""
+    """Two scans in LPS files: s1 (T11..S1, 30 mm apart) and s2 (C1..C7, 20 mm apart), one per fold; 20 mm voxels."""
     from mlm.data.csi2014 import VERTEBRA_NAMES, lps_to_ras
 
     root = tmp_path / "csi"
+    (root / "ct").mkdir(parents=True)
+    affine = np.diag([20.0, 20.0, 20.0, 1.0])
+    affine[:3, 3] = [-40.0, -40.0, -760.0]
+    ct = nib.Nifti1Image(np.zeros((4, 4, 40), np.int16), affine)
     ras = {"s1": np.full((26, 3), NAN), "s2": np.full((26, 3), NAN)}
     for k in range(17, 25):
         ras["s1"][k] = [5.0, -20.0, -30.0 * k]
@@ -243,6 +252,7 @@ def csi(tmp_path):
     items, folds = [], []
     for k, i in enumerate(ras):
         write_landmark_file(root / "landmarks" / f"{i}.json", lps_to_ras(ras[i]), "LPS", names=VERTEBRA_NAMES)
+        nib.save(ct, root / "ct" / f"{i}.nii.gz")
         items.append({"id": i, "image": f"ct/{i}.nii.gz", "landmarks": f"landmarks/{i}.json"})
         write_prediction(tmp_path / f"fold{k}", i, pred[i])
         folds.append(tmp_path / f"fold{k}")
@@ -326,3 +336,72 @@ def test_hand_image_without_a_wrist_landmark_is_left_out(hand):
     assert s["num_images"] == 2 and s["count"] == 12 and s["normalization_skipped_ids"] == ["h3"]
     assert s["pe_mean"] == pytest.approx((11.5 + 18) / 12)
     assert "1 images without ground truth for a normalisation landmark left out (['h3'])" in format_markdown(res)
+
+
+# ------------------------------------------------------------------------------------------ ground truth, bundle path
+#: phantom writer, its arguments, and the bundle-like preprocessing (spacing mm, spatial size, resize mode)
+PHANTOMS = {
+    "ceph": ("write_cephalogram_dataset", {"pixel_size": 4.0}, 3.0, [48, 48], "pad_crop"),  # BMP + spacing, voxels
+    "hand_xray": ("write_hand_xray_dataset", {"pixel_size": 4.0}, -1.0, [48, 48], "fit"),  # 2D MetaImage, voxels
+    "hand_mri": ("write_hand_mri_dataset", {"spacing": 8.0}, 4.0, [24, 16, 32], "pad_crop"),  # NIfTI, LPS
+    "spine_ct": ("write_spine_ct_dataset", {"spacing": 8.0, "size_xy": 16}, 4.0, [16, 16, -1], "pad_crop"),
+}
+
+
+def _bundle_evaluation_ground_truth(
+    items: list[dict], dims: int, n: int, spacing, size, resize
+) -> dict[str, np.ndarray]:
+    """World mm of the ground truth as a bundle's ``evaluate.yaml`` computes it: preprocessing with landmarks, a
+    ``SupervisedEvaluator`` with ``PrepareLandmarkBatch``, decollated output, ``LandmarksToWorldd`` on the label."""
+    import torch
+    from ignite.engine import Events
+    from monai.data import DataLoader, Dataset
+    from monai.engines import SupervisedEvaluator
+    from monai.transforms import Compose
+
+    from mlm.bundle import landmark_preprocessing
+    from mlm.engines import PrepareLandmarkBatch
+    from mlm.prediction import LandmarksToWorldd
+
+    class NoNetwork(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], n, *x.shape[2:])
+
+    preprocessing = Compose(landmark_preprocessing(dims, spacing, size, n, resize=resize))
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(Dataset(items, preprocessing), batch_size=1, num_workers=0),
+        network=NoNetwork(),
+        prepare_batch=PrepareLandmarkBatch(num_landmarks=n),
+        postprocessing=Compose([LandmarksToWorldd(keys="label", allow_missing_keys=True)]),
+    )
+    truth: dict[str, np.ndarray] = {}
+
+    @evaluator.on(Events.ITERATION_COMPLETED)
+    def collect(engine):
+        for item, out in zip(engine.state.batch, engine.state.output):
+            truth[str(item["id"])] = np.asarray(out["label"], dtype=np.float64)
+
+    evaluator.run()
+    return truth
+
+
+@pytest.mark.parametrize("dataset", list(PHANTOMS))
+def test_protocol_ground_truth_equals_the_bundle_evaluation_ground_truth(dataset, tmp_path):
+    import mlm.data.phantoms as phantoms
+    from mlm.data.datalist import load_datalist, read_datalist_json
+
+    writer, kwargs, spacing, size, resize = PHANTOMS[dataset]
+    datalist = getattr(phantoms, writer)(tmp_path, num_images=3, seed=1, show_progress=False, **kwargs)
+    header = read_datalist_json(datalist)
+    dims, n = header["spatial_dims"], header["num_landmarks"]
+    items = [item for split in ("training", "validation", "test") for item in load_datalist(datalist, split)]
+    bundle = _bundle_evaluation_ground_truth(items, dims, n, spacing, size, resize)
+    assert sorted(bundle) == sorted(str(item["id"]) for item in items)
+    for item in items:
+        protocol, unit = ground_truth_world(item, n, dims)
+        expected = bundle[str(item["id"])]
+        assert unit == "mm" and protocol.shape == expected.shape == (n, dims)
+        np.testing.assert_array_equal(np.isnan(protocol), np.isnan(expected))
+        assert np.isfinite(protocol).any()
+        np.testing.assert_allclose(protocol, expected, rtol=0, atol=1e-6, err_msg=f"{dataset} {item['id']}")

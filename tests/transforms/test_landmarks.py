@@ -60,8 +60,8 @@ def test_physical_file_maps_to_voxels_through_flipped_rotated_affine(tmp_path, c
     disk = pts if cs == "voxel" else _world(pts, AFFINE_3D, cs)
     path = write_landmark_file(tmp_path / f"lm{suffix}", disk, cs)
     out = LoadLandmarksd()({"image": img, "landmarks": str(path)})["landmarks"]
-    assert isinstance(out, MetaTensor) and out.dtype == torch.float32 and out.shape == (2, 3)
-    np.testing.assert_allclose(out.numpy(), pts, atol=1e-4)  # float32 storage
+    assert isinstance(out, MetaTensor) and out.dtype == torch.float64 and out.shape == (2, 3)
+    np.testing.assert_allclose(out.numpy(), pts, atol=1e-9)  # float64: no float32 rounding of the coordinates
     np.testing.assert_allclose(out.affine.numpy(), AFFINE_3D)
     assert out.meta["filename_or_obj"] == str(path) and out.meta["coordinate_system"] == cs
 

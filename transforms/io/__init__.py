@@ -1,8 +1,10 @@
-"""Reading and writing: landmark files (JSON, CSV, Slicer ``.fcsv``), checked image loading, atomic output."""
+"""Reading and writing: landmark files (JSON, CSV, Slicer ``.fcsv``), prediction files, checked image loading, atomic
+output."""
 
 from .atomic import atomic_write, atomic_write_text, output_path
 from .images import CheckedLoadImage, CheckedLoadImaged, check_image, colour_to_grey, is_colour_image
 from .landmark_files import COORDINATE_SYSTEMS, LandmarkFile, read_landmark_file, write_landmark_file
+from .prediction_files import PREDICTION_SUFFIX, landmark_record, read_prediction_file
 
 __all__ = [
     "atomic_write",
@@ -17,4 +19,7 @@ __all__ = [
     "LandmarkFile",
     "read_landmark_file",
     "write_landmark_file",
+    "PREDICTION_SUFFIX",
+    "landmark_record",
+    "read_prediction_file",
 ]

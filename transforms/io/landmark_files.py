@@ -6,7 +6,7 @@ physical millimetres, or ``"voxel"`` array indices) and the landmark names.
 
 Formats, chosen by the file suffix:
 
-- ``.json``: ``{"coordinate_system": "LPS" | "RAS" | "voxel", "units": "mm" | "voxel", "names": [...],
+- ``.json``: ``{"coordinate_system": "LPS" | "RAS" | "voxel", "units": "mm" | "voxel" | "px", "names": [...],
   "points": [[x, y(, z)] | null, ...]}``; ``null`` (or a point of ``null``/``NaN`` coordinates) is a
   missing landmark. Coordinates must be JSON numbers: booleans, strings, nested lists and infinite
   values are refused.
@@ -230,7 +230,7 @@ def _read_json(path: Path, text: str) -> tuple[np.ndarray, str | None, list[str]
         raise ValueError(f"{path}: 'names' must be strings, got {names!r}.")
     units = data.get("units")
     cs = _check_coordinate_system(data.get("coordinate_system"), path)
-    if units is not None and cs is not None and (units == "voxel") != (cs == "voxel"):
+    if units is not None and cs is not None and (units in ("voxel", "px")) != (cs == "voxel"):
         raise ValueError(f"{path}: units {units!r} do not match coordinate system {cs!r}.")
     return points, cs, None if names is None else [str(n) for n in names]
 

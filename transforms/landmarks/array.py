@@ -1,6 +1,7 @@
 """Array transforms that load landmarks and keep them in the voxel grid of the image they travel with.
 
-Landmarks in memory are a ``MetaTensor`` of shape ``(N, D)`` (float32) in voxel coordinates of their
+Landmarks in memory are a ``MetaTensor`` of shape ``(N, D)`` (float64: a 1000-voxel coordinate in float32 is off
+by up to 3e-5 voxel, which the evaluation in mm would see) in voxel coordinates of their
 image (index ``i`` = centre of voxel ``i``), carrying in ``.affine`` the voxel-to-world (RAS mm) affine
 of the grid they are expressed in. A missing landmark is a row of NaN.
 
@@ -21,6 +22,7 @@ import torch
 from monai.data import MetaTensor
 from monai.utils import TransformBackends
 
+from transforms.geometry import affine_with_spacing, spatial_affine, to_ras, voxel_to_world, world_to_voxel
 from transforms.io.landmark_files import (
     _check_coordinate_system,
     check_landmark_names,
@@ -68,8 +70,9 @@ def points_to_voxels(points: np.ndarray, coordinate_system: str, affine: np.ndar
 
     Args:
         points: ``(N, D)`` coordinates (NaN rows stay NaN).
-        coordinate_system: ``"LPS"`` or ``"RAS"`` (mm; LPS has x and y negated first) or ``"voxel"`` (returned as is).
-        affine: ``(D+1, D+1)`` voxel-to-world RAS affine of the image (:func:`spatial_affine`).
+        coordinate_system: ``"LPS"`` or ``"RAS"`` (mm, :func:`transforms.geometry.to_ras`) or ``"voxel"`` (returned
+            as is).
+        affine: ``(D+1, D+1)`` voxel-to-world RAS affine of the image (:func:`transforms.geometry.spatial_affine`).
 
     Returns:
         ``(N, D)`` float64 voxel coordinates (index ``i`` = centre of voxel ``i``).
@@ -77,10 +80,7 @@ def points_to_voxels(points: np.ndarray, coordinate_system: str, affine: np.ndar
     points = np.asarray(points, dtype=np.float64)
     if coordinate_system == "voxel":
         return points.copy()
-    world = points.copy()
-    if coordinate_system == "LPS":
-        world[:, :2] *= -1.0
-    return _apply(np.linalg.inv(np.asarray(affine, dtype=np.float64)), world)
+    return world_to_voxel(to_ras(points, coordinate_system), np.asarray(affine, dtype=np.float64))
 
 
 def outside_image(voxels: np.ndarray, spatial_shape: Sequence[int]) -> np.ndarray:
@@ -100,30 +100,6 @@ def image_name(img: torch.Tensor) -> str:
         if name:
             return str(name)
     return "<image without filename>"
-
-
-def spatial_affine(affine: torch.Tensor | np.ndarray, spatial_dims: int) -> np.ndarray:
-    """The ``(D+1, D+1)`` float64 voxel-to-world affine of the first ``D`` spatial axes.
-
-    MONAI keeps a 4x4 affine for 2D images; this takes its rows/columns ``[0, 1, 3]``
-    (the in-plane part and the translation), like ``monai.data.utils.to_affine_nd``.
-
-    Args:
-        affine: ``(R+1, R+1)`` affine, ``R >= spatial_dims``.
-        spatial_dims: ``D``, 2 or 3.
-    """
-    a = affine.detach().cpu().numpy() if isinstance(affine, torch.Tensor) else np.asarray(affine)
-    a = a.astype(np.float64)
-    r = a.shape[-1] - 1
-    if r < spatial_dims:
-        raise ValueError(f"affine of shape {a.shape} cannot describe {spatial_dims}D points.")
-    idx = [*range(spatial_dims), r]
-    return a[..., idx, :][..., :, idx]
-
-
-def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``affine`` ``(D+1, D+1)`` applied to ``points`` ``(N, D)`` (NaN rows stay NaN)."""
-    return points @ affine[:-1, :-1].T + affine[:-1, -1]
 
 
 def _label(k: int, names: Sequence[str], named: bool) -> str:
@@ -151,7 +127,7 @@ class LoadLandmarks:
     Call with ``(landmarks, image[, coordinate_system])``: ``landmarks`` a path or an ``(N, D)``
     list/array (``null``/NaN rows missing), ``image`` a channel-first ``MetaTensor`` ``(C, *S)``,
     ``coordinate_system`` the item's convention (must agree with the one the file states). Returns a
-    ``MetaTensor`` ``(N, D)`` float32 in voxel coordinates of ``image`` with the image's affine and meta
+    ``MetaTensor`` ``(N, D)`` float64 in voxel coordinates of ``image`` with the image's affine and meta
     ``filename_or_obj`` (the landmark file), ``image_filename``, ``coordinate_system`` (of the source),
     ``landmark_names``, ``num_landmarks_outside`` (rows set to NaN as outside the image) and
     ``landmarks_outside`` (their indices, comma-separated, ``""`` if none).
@@ -241,7 +217,7 @@ class LoadLandmarks:
             "num_landmarks_outside": len(dropped),
             "landmarks_outside": ",".join(str(k) for k in dropped),
         }
-        return MetaTensor(torch.as_tensor(voxels, dtype=torch.float32), affine=affine_full.clone(), meta=meta)
+        return MetaTensor(torch.as_tensor(voxels, dtype=torch.float64), affine=affine_full.clone(), meta=meta)
 
 
 class TrackLandmarks:
@@ -272,14 +248,11 @@ class TrackLandmarks:
         a_lm = spatial_affine(landmarks.affine, d)
         if a_img.ndim != a_lm.ndim:
             raise ValueError(f"image {image_name(image)}: batched and unbatched affines cannot be mixed.")
-        m = np.linalg.inv(a_img) @ a_lm
-        pts = landmarks.detach().cpu().numpy().astype(np.float64)
-        if m.ndim == 3:
-            moved = np.einsum("bij,bnj->bni", m[:, :-1, :-1], pts) + m[:, None, :-1, -1]
-        else:
-            moved = _apply(m, pts)
         out = landmarks.clone()
-        out.data = torch.as_tensor(moved, dtype=landmarks.dtype, device=landmarks.device)
+        if not np.array_equal(a_img, a_lm):  # already in the image's grid: unchanged, bit for bit
+            m = np.linalg.inv(a_img) @ a_lm
+            moved = voxel_to_world(landmarks.detach().cpu().numpy().astype(np.float64), m)  # (B, N, D), (B, D+1, D+1)
+            out.data = torch.as_tensor(moved, dtype=landmarks.dtype, device=landmarks.device)
         out.affine = image.affine.clone()
         return out
 
@@ -303,12 +276,7 @@ class SetSpacing:
                 f"image {image_name(image)}: spacing must be {spatial_dims} positive numbers (mm), got {list(spacing)}."
             )
         img = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        affine = img.affine.detach().cpu().numpy().astype(np.float64).copy()
-        cols = affine[:spatial_dims, :spatial_dims]
-        norms = np.linalg.norm(cols, axis=0)
-        norms[norms == 0] = 1.0
-        affine[:spatial_dims, :spatial_dims] = cols / norms * sp
         out = img.clone()
-        out.affine = torch.as_tensor(affine, dtype=torch.float64)
+        out.affine = torch.as_tensor(affine_with_spacing(img.affine, sp), dtype=torch.float64)
         out.meta["spatial_units"] = "mm"  # a physical pixel size now, also for a PNG/JPEG/BMP file
         return out

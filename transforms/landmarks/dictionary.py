@@ -18,7 +18,7 @@ class LoadLandmarksd(MapTransform):
 
     The data dict holds a landmark file path (or an inline ``(N, D)`` list) under each key of ``keys``
     and an already loaded channel-first ``MetaTensor`` image ``(C, *S)`` under ``ref_key``. Each key is
-    replaced by a ``MetaTensor`` ``(N, D)`` float32 in voxel coordinates of that image.
+    replaced by a ``MetaTensor`` ``(N, D)`` float64 in voxel coordinates of that image.
 
     Args:
         keys: keys of the landmark entries, default ``"landmarks"``.

@@ -28,6 +28,8 @@ import numpy as np
 from matplotlib.path import Path as PolygonPath
 from scipy.ndimage import gaussian_filter
 
+from mlm.data.datalist import write_datalist
+from mlm.data.isbi2015 import write_annotation_txt
 from mlm.data.phantoms.common import (
     ISBI2015_LANDMARKS,
     SPLITS,
@@ -39,6 +41,7 @@ from mlm.data.phantoms.common import (
 from mlm.data.phantoms.drawing import paint_capsule, paint_polyline
 from mlm.data.phantoms.shape_model import PointDistributionModel, load_shape_model
 from transforms.io.atomic import atomic_write
+from transforms.io.landmark_files import write_landmark_file
 
 __all__ = ["CephalogramPhantom", "generate_cephalogram", "write_cephalogram_dataset", "FIELD_OF_VIEW_MM"]
 
@@ -168,10 +171,6 @@ def write_cephalogram_dataset(
         the path of ``datalist.json``.
     """
     from PIL import Image
-
-    from mlm.data.datalist import write_datalist
-    from mlm.data.isbi2015 import write_annotation_txt
-    from transforms.io.landmark_files import write_landmark_file
 
     root = prepare_output_dir(out_dir, overwrite)
     sizes = split_sizes(num_images, num_validation, num_test)

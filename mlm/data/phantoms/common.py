@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from mlm.data import csi2014, isbi2015
+from transforms.geometry import flip_affine_lps_ras
 from transforms.io.atomic import atomic_write
 
 __all__ = [
@@ -133,7 +134,7 @@ def lps_affine_to_ras(spacing: Sequence[float], origin_lps: Sequence[float]) -> 
     """NIfTI (RAS) affine of an axis-aligned ITK image with identity direction (LPS), given spacing and origin."""
     aff = np.diag([*spacing, 1.0]).astype(np.float64)
     aff[:3, 3] = origin_lps
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ aff
+    return flip_affine_lps_ras(aff)
 
 
 def write_nifti(

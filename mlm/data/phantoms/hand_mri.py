@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from mlm.data.datalist import write_datalist
 from mlm.data.phantoms.common import (
     HAND_MRI_LANDMARKS,
     SPLITS,
@@ -34,6 +35,7 @@ from mlm.data.phantoms.common import (
 from mlm.data.phantoms.drawing import capsule_mask
 from mlm.data.phantoms.hand_xray import HAND_XRAY_DIGITS, _transform
 from mlm.data.phantoms.shape_model import PointDistributionModel, load_shape_model
+from transforms.io.landmark_files import write_landmark_file
 
 __all__ = ["HandMRIPhantom", "generate_hand_mri", "write_hand_mri_dataset", "HAND_MRI_FROM_XRAY"]
 
@@ -144,9 +146,6 @@ def write_hand_mri_dataset(
     show_progress: bool = True,
 ) -> Path:
     """Generate the MR-like hand dataset (NIfTI + LPS JSON landmarks + datalist); returns the datalist path."""
-    from mlm.data.datalist import write_datalist
-    from transforms.io.landmark_files import write_landmark_file
-
     root = prepare_output_dir(out_dir, overwrite)
     sizes = split_sizes(num_images, num_validation, num_test)
     split_of = [s for s in SPLITS for _ in range(sizes[s])]

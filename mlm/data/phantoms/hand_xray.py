@@ -25,6 +25,8 @@ import numpy as np
 from matplotlib.path import Path as PolygonPath
 from scipy.ndimage import gaussian_filter
 
+from mlm.data.datalist import atomic_write_text, write_datalist
+from mlm.data.hand_xray import write_all_csv
 from mlm.data.phantoms.common import (
     HAND_XRAY_LANDMARKS,
     SPLITS,
@@ -36,6 +38,7 @@ from mlm.data.phantoms.common import (
 )
 from mlm.data.phantoms.drawing import paint_capsule
 from mlm.data.phantoms.shape_model import PointDistributionModel, load_shape_model
+from transforms.io.landmark_files import write_landmark_file
 
 __all__ = ["HandXRayPhantom", "generate_hand_xray", "write_hand_xray_dataset", "HAND_XRAY_DIGITS"]
 
@@ -150,10 +153,6 @@ def write_hand_xray_dataset(
     Returns:
         the path of ``datalist.json``.
     """
-    from mlm.data.datalist import atomic_write_text, write_datalist
-    from mlm.data.hand_xray import write_all_csv
-    from transforms.io.landmark_files import write_landmark_file
-
     root = prepare_output_dir(out_dir, overwrite)
     sizes = split_sizes(num_images, num_validation, num_test)
     split_of = [s for s in SPLITS for _ in range(sizes[s])]

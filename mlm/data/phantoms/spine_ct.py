@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from mlm.data.csi2014 import write_points_csv
+from mlm.data.datalist import atomic_write_text, write_datalist
 from mlm.data.phantoms.common import (
     CSI2014_VERTEBRAE,
     SPLITS,
@@ -49,6 +51,7 @@ from mlm.data.phantoms.common import (
 )
 from mlm.data.phantoms.drawing import local_coordinates, paint_capsule, paint_polyline
 from mlm.data.phantoms.shape_model import PointDistributionModel, load_shape_model
+from transforms.io.landmark_files import write_landmark_file
 
 __all__ = ["SpineCTPhantom", "generate_spine_ct", "write_spine_ct_dataset", "SPINE_HU"]
 
@@ -345,10 +348,6 @@ def write_spine_ct_dataset(
     Returns:
         the path of ``datalist.json``.
     """
-    from mlm.data.csi2014 import write_points_csv
-    from mlm.data.datalist import atomic_write_text, write_datalist
-    from transforms.io.landmark_files import write_landmark_file
-
     root = prepare_output_dir(out_dir, overwrite)
     sizes = split_sizes(num_images, num_validation, num_test)
     split_of = [s for s in SPLITS for _ in range(sizes[s])]
