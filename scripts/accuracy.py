@@ -62,7 +62,7 @@ def train_and_evaluate(
 
 def read_point_errors(path: Path) -> np.ndarray:
     """``errors_per_image.csv`` (one row per image, one column per landmark, empty = no ground truth) -> (B, N)."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return np.array([[float(v) if v not in ("", None) else np.nan for k, v in r.items() if k != "id"] for r in rows])
 

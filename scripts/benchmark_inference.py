@@ -132,7 +132,7 @@ def bench_memory(args) -> None:
             "--threads",
             str(args.threads),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, encoding="utf-8")
         if proc.returncode != 0:
             print(f"[memory] worker {kind} failed:\n{proc.stderr[-2000:]}")
             return

@@ -36,7 +36,7 @@ def _read_rows(path: Path, num_landmarks: int, dims: int) -> tuple[list[str], np
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
     ids, rows = [], []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         cells = line.strip().split(",")

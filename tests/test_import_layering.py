@@ -77,7 +77,7 @@ def import_graph(root: Path = REPO, packages: tuple[str, ...] = PACKAGES) -> dic
     graph: dict[str, dict[str, int]] = {}
     for name, (path, is_package) in modules.items():
         edges: dict[str, int] = {}
-        for node in _module_level_imports(ast.parse(path.read_text(), str(path)).body):
+        for node in _module_level_imports(ast.parse(path.read_text(encoding="utf-8"), str(path)).body):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -168,7 +168,7 @@ def test_transforms_never_imports_mlm_not_even_inside_a_function():
     """``transforms`` depends on MONAI only (DESIGN.md); a lazy import of ``mlm`` would hide the dependency."""
     found = []
     for path, _ in project_modules(packages=("transforms",)).values():
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -221,6 +221,7 @@ def import_each_alone(
         capture_output=True,
         text=True,
         timeout=600,
+        encoding="utf-8",
     )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -230,9 +231,11 @@ def import_each_alone(
 def test_the_checks_find_a_cycle_in_a_package(tmp_path):
     """A two-module cycle: the static graph reports it, and importing either module first fails."""
     (tmp_path / "cyclic").mkdir()
-    (tmp_path / "cyclic" / "__init__.py").write_text("")
-    (tmp_path / "cyclic" / "a.py").write_text("from cyclic.b import B\n\nA = 1\n")
-    (tmp_path / "cyclic" / "b.py").write_text("from .a import A\n\nB = 2\n\n\ndef later():\n    import cyclic\n")
+    (tmp_path / "cyclic" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "cyclic" / "a.py").write_text("from cyclic.b import B\n\nA = 1\n", encoding="utf-8")
+    (tmp_path / "cyclic" / "b.py").write_text(
+        "from .a import A\n\nB = 2\n\n\ndef later():\n    import cyclic\n", encoding="utf-8"
+    )
     graph = import_graph(tmp_path, ("cyclic",))
     assert graph == {"cyclic": {}, "cyclic.a": {"cyclic.b": 1}, "cyclic.b": {"cyclic.a": 1}}
     assert find_cycle(graph) == ["cyclic.a", "cyclic.b", "cyclic.a"]

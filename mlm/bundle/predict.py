@@ -645,7 +645,7 @@ def _run_bundle(
     def write(engine) -> None:
         for item in _batch_ids(engine.state.batch):
             path = _prediction_file(parser, bundle_out, item)
-            results[item] = writer(by_id[item], json.loads(path.read_text()))
+            results[item] = writer(by_id[item], json.loads(path.read_text(encoding="utf-8")))
             heatmaps = path.with_name(f"{item}_heatmaps.nii.gz")  # the bundle's save_heatmaps option
             if heatmaps.is_file():
                 os.replace(heatmaps, output_path(writer.out, heatmaps.name, item))

@@ -23,16 +23,16 @@ def _run(bundle: str, configs: list[str], args: list[str], log: Path) -> tuple[i
     """Run the bundle with stdout and stderr into one log, as a user's terminal shows them."""
     threads = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = run_bundle(bundle, configs, args, capture=False, log_file=log, timeout=240, env=threads)
-    text = log.read_text()
+    text = log.read_text(encoding="utf-8")
     return result.returncode, text, [line for line in text.splitlines() if line.strip()]
 
 
 def test_training_with_a_corrupt_landmark_file_exits_1_and_names_it(ceph_data, tmp_path):
     data = tmp_path / "ceph"
     shutil.copytree(ceph_data, data)
-    item = json.loads((data / "datalist.json").read_text())["training"][1]
+    item = json.loads((data / "datalist.json").read_text(encoding="utf-8"))["training"][1]
     bad = (data / item["landmarks"]).resolve()
-    bad.write_text('{"points": [[1.0, 2.0')
+    bad.write_text('{"points": [[1.0, 2.0', encoding="utf-8")
     args = ["--dataset_dir", str(data), "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "eval")]
     args += [*CEPH_TINY, "--num_iterations", "2", "--val_interval", "1"]
     code, text, lines = _run("scn_ceph", ["train.yaml", "cpu.yaml"], args, tmp_path / "train.log")
@@ -44,7 +44,7 @@ def test_training_with_a_corrupt_landmark_file_exits_1_and_names_it(ceph_data, t
 def test_inference_on_a_truncated_image_exits_1_and_names_it(spine_data, spine_trained, tmp_path):
     data = tmp_path / "spine"
     shutil.copytree(spine_data, data)
-    item = json.loads((data / "datalist.json").read_text())["test"][0]
+    item = json.loads((data / "datalist.json").read_text(encoding="utf-8"))["test"][0]
     image = (data / item["image"]).resolve()
     raw = image.read_bytes()
     image.write_bytes(raw[: len(raw) // 2])  # a bare EOFError from gzip before the image loader named the file

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def _points(path, key: str = "points") -> np.ndarray:
     """``(N, D)`` points of a landmark file; ``null`` rows (missing) as NaN."""
-    rows = json.loads(path.read_text())[key]
+    rows = json.loads(path.read_text(encoding="utf-8"))[key]
     dims = len(next(p for p in rows if p is not None))
     return np.array([[np.nan] * dims if p is None else p for p in rows], dtype=float)
 
@@ -29,14 +29,14 @@ def test_hand_xray_trains_infers_and_reports_mm_and_wrist_normalised_errors(
 ):
     ckpt = torch.load(hand_xray_trained / "models" / "model.pt", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 2 and ckpt["loss"]["sigmas"].shape == (37,)
-    sig = json.loads((hand_xray_trained / "eval" / "sigmas.json").read_text())
+    sig = json.loads((hand_xray_trained / "eval" / "sigmas.json").read_text(encoding="utf-8"))
     assert sig["iteration"] == 2 and len(sig["sigmas"]) == 37 and "little_tip" in sig["sigmas"]
     out = tmp_path / "eval"
     args = ["--dataset_dir", str(hand_xray_data), "--ckpt_path", str(hand_xray_trained / "models" / "model.pt")]
     args += ["--output_dir", str(out)] + HAND_XRAY_TINY
     result = check(run_bundle("scn_hand_xray", ["inference.yaml", "evaluate.yaml", "cpu.yaml"], args))
     assert "MRE" in result.stdout and "normalised (50 mm between wrist_01 and wrist_05)" in result.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["units"] == "mm" and metrics["count"] == 37 and math.isfinite(metrics["pe_mean"])
     assert set(metrics["sdr"]) == {"2", "4", "10"} and "identification_rate" not in metrics
     norm = metrics["normalized"]
@@ -44,8 +44,8 @@ def test_hand_xray_trains_infers_and_reports_mm_and_wrist_normalised_errors(
     assert norm["count"] == 37 and norm["skipped_ids"] == [] and math.isfinite(norm["pe_mean"]) and norm["pe_mean"] > 0
     for name in ("metrics_per_landmark.csv", "errors_per_image.csv", "errors_per_image_normalized.csv"):
         assert (out / name).is_file()
-    assert "pe_mean_normalized" in (out / "metrics_per_landmark.csv").read_text().splitlines()[0]
-    test_id = json.loads((hand_xray_data / "datalist.json").read_text())["test"][0]["id"]
+    assert "pe_mean_normalized" in (out / "metrics_per_landmark.csv").read_text(encoding="utf-8").splitlines()[0]
+    test_id = json.loads((hand_xray_data / "datalist.json").read_text(encoding="utf-8"))["test"][0]["id"]
     pred_path = out / "predictions" / f"{test_id}_landmarks.json"
     lps, vox = _points(pred_path), _points(pred_path, "voxel_points")
     assert lps.shape == (37, 2) and vox.shape == (37, 2)
@@ -75,14 +75,14 @@ def test_hand_mri_trains_infers_and_evaluates_in_world_mm(hand_mri_data, hand_mr
     args += ["--output_dir", str(out), "--save_heatmaps", "true"] + HAND_MRI_TINY
     result = check(run_bundle("scn_hand_mri", ["inference.yaml", "evaluate.yaml", "cpu.yaml"], args))
     assert "MRE" in result.stdout and "ID rate (20 mm)" in result.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["units"] == "mm" and metrics["count"] == 28 and metrics["num_images"] == 1
     assert math.isfinite(metrics["pe_mean"]) and metrics["pe_mean"] > 0 and "normalized" not in metrics
     assert 0.0 <= metrics["identification_rate"] <= 1.0 and set(metrics["sdr"]) == {"2", "4", "10"}
     assert len(list((out / "overlays").glob("*.png"))) == 1 and (out / "cumulative_ipe.png").is_file()
-    test_id = json.loads((hand_mri_data / "datalist.json").read_text())["test"][0]["id"]
+    test_id = json.loads((hand_mri_data / "datalist.json").read_text(encoding="utf-8"))["test"][0]["id"]
     pred_path = out / "predictions" / f"{test_id}_landmarks.json"
-    assert json.loads(pred_path.read_text())["coordinate_system"] == "LPS"
+    assert json.loads(pred_path.read_text(encoding="utf-8"))["coordinate_system"] == "LPS"
     import nibabel as nib
 
     heatmaps = nib.load(out / "predictions" / f"{test_id}_heatmaps.nii.gz")

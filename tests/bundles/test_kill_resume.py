@@ -73,7 +73,7 @@ def _start(args: list[str], hook_dir: Path, log: Path, **hang: str) -> subproces
     env.update({f"MLM_TEST_HANG_AT_{k.upper()}": v for k, v in hang.items()})
     env["MLM_TEST_MARKER"] = str(hook_dir / "hanging")
     cmd = bundle_command(["train.yaml", "cpu.yaml"], args)
-    with open(log, "w") as out:
+    with open(log, "w", encoding="utf-8") as out:
         return subprocess.Popen(cmd, cwd=BUNDLES / "scn_ceph", env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -83,9 +83,11 @@ def _wait_until_hanging(proc: subprocess.Popen, hook_dir: Path, log: Path, timeo
     while not marker.is_file():
         if proc.poll() is not None or time.monotonic() > end:
             proc.kill()
-            pytest.fail(f"the training did not reach its hang point (exit {proc.poll()}):\n{log.read_text()[-4000:]}")
+            pytest.fail(
+                f"the training did not reach its hang point (exit {proc.poll()}):\n{log.read_text(encoding='utf-8')[-4000:]}"
+            )
         time.sleep(0.2)
-    return marker.read_text()
+    return marker.read_text(encoding="utf-8")
 
 
 def _kill_when_hanging(proc: subprocess.Popen, hook_dir: Path, log: Path) -> str:
@@ -100,7 +102,7 @@ def test_sigkill_mid_epoch_and_during_a_save_then_resume_equals_one_run(ceph_dat
     run = tmp_path / "run"
     hook_dir = tmp_path / "hook"
     hook_dir.mkdir()
-    (hook_dir / "sitecustomize.py").write_text(HOOK)
+    (hook_dir / "sitecustomize.py").write_text(HOOK, encoding="utf-8")
     common = ["--dataset_dir", str(ceph_data), *CEPH_TINY, "--num_iterations", "8", "--val_interval", "3"]
     args = ["--ckpt_dir", str(run / "models"), "--output_dir", str(run / "eval"), *common]  # epochs end at 3, 6, 8
     models = run / "models"
@@ -114,7 +116,7 @@ def test_sigkill_mid_epoch_and_during_a_save_then_resume_equals_one_run(ceph_dat
     # checkpoint of iteration 3 has not been removed for it
     proc = _start(args, hook_dir, tmp_path / "kill2.log", save="1")
     assert _kill_when_hanging(proc, hook_dir, tmp_path / "kill2.log").startswith("saved ")
-    assert "resumed from" in (tmp_path / "kill2.log").read_text()
+    assert "resumed from" in (tmp_path / "kill2.log").read_text(encoding="utf-8")
     names = sorted(p.name for p in models.iterdir())
     assert [n for n in names if not n.startswith(".")] == ["checkpoint_iteration=3.pt", "model_best.pt"]
     assert any(n.startswith(".checkpoint_iteration=6.pt.") for n in names)
@@ -127,15 +129,15 @@ def test_sigkill_mid_epoch_and_during_a_save_then_resume_equals_one_run(ceph_dat
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     (hook_dir / "hanging").unlink()
-    assert proc.wait(timeout=120) == 130, (tmp_path / "term.log").read_text()[-4000:]
-    last = (tmp_path / "term.log").read_text().strip().splitlines()[-1]
+    assert proc.wait(timeout=120) == 130, (tmp_path / "term.log").read_text(encoding="utf-8")[-4000:]
+    last = (tmp_path / "term.log").read_text(encoding="utf-8").strip().splitlines()[-1]
     assert last == "error: training stopped by SIGTERM after iteration 5; run the same command again to resume."
     assert torch.load(models / "model.pt", weights_only=True)["trainer"]["iteration"] == 5
 
     # resumed to the end: from iteration 5, the temporary file cleaned up, n_saved=1 kept
     proc = _start(args, hook_dir, tmp_path / "final.log")
-    assert proc.wait(timeout=240) == 0, (tmp_path / "final.log").read_text()[-4000:]
-    log = (tmp_path / "final.log").read_text()
+    assert proc.wait(timeout=240) == 0, (tmp_path / "final.log").read_text(encoding="utf-8")[-4000:]
+    log = (tmp_path / "final.log").read_text(encoding="utf-8")
     assert f"resumed from {models / 'model.pt'} at epoch 1, iteration 5" in log
     assert sorted(p.name for p in models.iterdir()) == ["checkpoint_iteration=8.pt", "model.pt", "model_best.pt"]
 

@@ -122,7 +122,7 @@ SLICER_MARKUPS_SCHEMA = {
 
 def check_markups(path: Path, names: list[str], lps: np.ndarray) -> None:
     """``path`` validates against Slicer's schema and holds ``names`` at ``lps`` ``(N, 3)`` (NaN rows unplaced)."""
-    content = json.loads(path.read_text())
+    content = json.loads(path.read_text(encoding="utf-8"))
     jsonschema.Draft7Validator(SLICER_MARKUPS_SCHEMA).validate(content)
     (markup,) = content["markups"]
     assert markup["type"] == "Fiducial" and markup["coordinateSystem"] == "LPS" and markup["coordinateUnits"] == "mm"
@@ -144,7 +144,7 @@ def tiny_overrides(tiny: list[str], extra: list[str] = ()) -> dict:
 
 
 def read_csv(path: Path) -> list[dict]:
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
     return list(csv.DictReader(lines))
 
 
@@ -198,14 +198,17 @@ def bundle_predictions(
     (``python -m monai.bundle run``; ``launch=False``: its parsed ``evaluator`` in this process, as MONAI's run does):
     ``{id: its <id>_landmarks.json}``."""
     (tmp / "data").mkdir(parents=True)
-    (tmp / "data" / "datalist.json").write_text(json.dumps({"name": "own", "test": items}))
+    (tmp / "data" / "datalist.json").write_text(json.dumps({"name": "own", "test": items}), encoding="utf-8")
     args = ["--dataset_dir", str(tmp / "data"), "--infer_split", "test", "--ckpt_path", str(model)]
     args += ["--output_dir", str(tmp / "out"), *tiny]
     if launch:
         check(run_bundle(bundle, ["inference.yaml", "cpu.yaml"], args))
     else:
         bundle_parser(bundle, ["inference.yaml", "cpu.yaml"], args).get_parsed_content("evaluator").run()
-    return {i["id"]: json.loads((tmp / "out" / "predictions" / f"{i['id']}_landmarks.json").read_text()) for i in items}
+    return {
+        i["id"]: json.loads((tmp / "out" / "predictions" / f"{i['id']}_landmarks.json").read_text(encoding="utf-8"))
+        for i in items
+    }
 
 
 def file_names(item: str) -> list[str]:
@@ -227,7 +230,7 @@ def ceph_images(ceph_data, tmp_path_factory) -> Path:
     mha.SetSpacing((4.0, 4.0))
     mha.SetOrigin((10.0, -20.0))
     sitk.WriteImage(mha, str(folder / "004.mha"))
-    (folder / "notes.txt").write_text("not an image")
+    (folder / "notes.txt").write_text("not an image", encoding="utf-8")
     return folder
 
 
@@ -327,7 +330,7 @@ def test_predict_2d_folder_mm_and_px(ceph_trained, ceph_images, tmp_path):
     for out, item in [(tmp_path / "mm", i) for i in ids] + [(tmp_path / "px", i) for i in ("001", "002_rgb")]:
         units = "px" if out.name == "px" else "mm"
         assert all((out / name).is_file() for name in file_names(item)), sorted(p.name for p in out.iterdir())
-        record = json.loads((out / f"{item}.json").read_text())
+        record = json.loads((out / f"{item}.json").read_text(encoding="utf-8"))
         theirs = own[f"{item}_{units}"]
         names = theirs["names"]
         assert record["names"] == names and len(names) == 19 and record["units"] == units
@@ -366,7 +369,8 @@ def test_predict_2d_folder_mm_and_px(ceph_trained, ceph_images, tmp_path):
     assert not exported.failed
     for item in ids:
         mine, theirs = (
-            json.loads((out / f"{item}.json").read_text()) for out in (tmp_path / "mm", tmp_path / "zoo_out")
+            json.loads((out / f"{item}.json").read_text(encoding="utf-8"))
+            for out in (tmp_path / "mm", tmp_path / "zoo_out")
         )
         assert mine["points"] == theirs["points"] and mine["voxel_points"] == theirs["voxel_points"]
 
@@ -383,7 +387,7 @@ def test_predict_3d_nifti_and_dicom_series(spine_state_dict, spine_images, tmp_p
     for r in summary.results:
         out = tmp_path / "out"
         assert all((out / name).is_file() for name in file_names(r.id))
-        record = json.loads((out / f"{r.id}.json").read_text())
+        record = json.loads((out / f"{r.id}.json").read_text(encoding="utf-8"))
         assert record["points"] == own[r.id]["points"] and record["voxel_points"] == own[r.id]["voxel_points"]
         names = own[r.id]["names"]
         voxels = np.array([[np.nan] * 3 if p is None else p for p in record["voxel_points"]], dtype=float)
@@ -413,13 +417,13 @@ def test_bad_input_one_clear_error(ceph_trained, spine_state_dict, ceph_images, 
     tiny = [f"--set={k}={json.dumps(v)}" for k, v in tiny_overrides(CEPH_TINY).items()]
     no_images = tmp_path / "no_images"
     no_images.mkdir()
-    (no_images / "readme.txt").write_text("x")
+    (no_images / "readme.txt").write_text("x", encoding="utf-8")
     unreadable = tmp_path / "unreadable"
     unreadable.mkdir()
     (unreadable / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     taken = tmp_path / "taken"
     taken.mkdir()
-    (taken / "mine.txt").write_text("keep me")
+    (taken / "mine.txt").write_text("keep me", encoding="utf-8")
     other_bundle = str(spine_state_dict)
     cases = [  # (--model, --images, --out, extra arguments), what the one error line says
         ((model, no_images, "o1", []), [str(no_images), "no images found"]),
@@ -450,7 +454,7 @@ def test_cli_goes_on_after_an_unreadable_image(ceph_trained, ceph_images, tmp_pa
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     out = tmp_path / "out"
     out.mkdir()
-    (out / "mine.txt").write_text("keep me")
+    (out / "mine.txt").write_text("keep me", encoding="utf-8")
     tiny = [f"--set={k}={json.dumps(v)}" for k, v in tiny_overrides(CEPH_TINY).items()]
     args = ["scn_ceph", "--model", str(ceph_trained / CEPH_MODEL), "--images", str(images), "--out", str(out)]
     args += ["--configs", "cpu.yaml", *tiny, "--spacing", "4", "--overwrite"]
@@ -460,12 +464,20 @@ def test_cli_goes_on_after_an_unreadable_image(ceph_trained, ceph_images, tmp_pa
     errors = [line for line in text.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and str(images / "broken.jpg") in errors[0], errors
     assert "predicted 1 of 2 images" in text and "1 of 2 images could not be predicted" in text
-    assert all((out / name).is_file() for name in file_names("001")) and (out / "mine.txt").read_text() == "keep me"
+    assert (
+        all((out / name).is_file() for name in file_names("001"))
+        and (out / "mine.txt").read_text(encoding="utf-8") == "keep me"
+    )
     summary = read_csv(out / "predictions.csv")
     assert [(r["id"], r["status"]) for r in summary] == [("001", "ok"), ("broken", "error")]
     assert "broken.jpg" in summary[1]["error"] and not list(out.glob(".predict-*"))
     # the command itself
     result = subprocess.run(
-        [sys.executable, "scripts/predict.py", "--help"], cwd=REPO_DIR, capture_output=True, text=True, timeout=60
+        [sys.executable, "scripts/predict.py", "--help"],
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        encoding="utf-8",
     )
     assert result.returncode == 0 and "--spacing" in result.stdout and "--overwrite" in result.stdout

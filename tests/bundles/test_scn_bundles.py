@@ -25,7 +25,7 @@ def test_spine_training_saves_model_optimizer_loss_and_trainer_state(spine_train
     assert periodic == ["checkpoint_iteration=2.pt"]  # n_saved 1, named by iteration
     assert ckpt["loss"]["sigmas"].shape == (26,)
     assert (spine_trained / "models" / "model_best.pt").is_file()
-    sig = json.loads((spine_trained / "eval" / "sigmas.json").read_text())
+    sig = json.loads((spine_trained / "eval" / "sigmas.json").read_text(encoding="utf-8"))
     assert sig["iteration"] == 2 and len(sig["sigmas"]) == 26 and "C1" in sig["sigmas"]
     assert torch.allclose(torch.tensor(list(sig["sigmas"].values())), ckpt["loss"]["sigmas"].float())
 
@@ -54,15 +54,15 @@ def test_spine_evaluate_writes_predictions_metrics_plots(spine_data, spine_train
     args += ["--output_dir", str(out), "--save_heatmaps", "true"] + SPINE_TINY
     result = check(run_bundle("scn_spine_ct", ["inference.yaml", "evaluate.yaml", "cpu.yaml"], args))
     assert "ID rate (20 mm)" in result.stdout and "MRE" in result.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["units"] == "mm" and metrics["num_images"] == 1
     assert 0.0 <= metrics["identification_rate"] <= 1.0 and metrics["pe_mean"] > 0
     assert set(metrics["sdr"]) == {"2", "2.5", "3", "4", "10", "20"}
     for name in ("metrics_per_landmark.csv", "errors_per_image.csv", "cumulative_ipe.png"):
         assert (out / name).is_file()
     assert len(list((out / "overlays").glob("*.png"))) == 1
-    test_id = json.loads((spine_data / "datalist.json").read_text())["test"][0]["id"]
-    pred = json.loads((out / "predictions" / f"{test_id}_landmarks.json").read_text())
+    test_id = json.loads((spine_data / "datalist.json").read_text(encoding="utf-8"))["test"][0]["id"]
+    pred = json.loads((out / "predictions" / f"{test_id}_landmarks.json").read_text(encoding="utf-8"))
     assert pred["coordinate_system"] == "LPS" and pred["units"] == "mm" and len(pred["points"]) == 26
     assert (out / "predictions" / f"{test_id}_heatmaps.nii.gz").is_file()
     # voxel_points are indices of the ORIGINAL image: the LPS points map to them with the image's own affine
@@ -74,7 +74,7 @@ def test_spine_evaluate_writes_predictions_metrics_plots(spine_data, spine_train
     vox = (np.linalg.inv(img.affine) @ np.c_[ras, np.ones(26)].T).T[:, :3]
     np.testing.assert_allclose(vox, np.array(pred["voxel_points"], dtype=float), atol=1e-4)
     # errors recomputed from the files agree with the report (ground truth LPS mm in the phantom's landmark file)
-    gt = json.loads((spine_data / "landmarks" / f"{test_id}.json").read_text())
+    gt = json.loads((spine_data / "landmarks" / f"{test_id}.json").read_text(encoding="utf-8"))
     assert gt["coordinate_system"] == "LPS"
     gt_pts = np.array([[np.nan] * 3 if p is None else p for p in gt["points"]], dtype=float)
     err = np.linalg.norm(lps - gt_pts, axis=1)
@@ -107,9 +107,9 @@ def test_ceph_train_and_evaluate(ceph_data, ceph_trained, tmp_path):
     args += ["--output_dir", str(out)] + CEPH_TINY
     result = check(run_bundle("scn_ceph", ["inference.yaml", "evaluate.yaml", "cpu.yaml"], args))
     assert "MRE" in result.stdout and "ID rate" not in result.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["count"] == 19 and "identification_rate" not in metrics
-    pred = json.loads(next((out / "predictions").glob("*_landmarks.json")).read_text())
+    pred = json.loads(next((out / "predictions").glob("*_landmarks.json")).read_text(encoding="utf-8"))
     assert len(pred["points"]) == 19 and len(pred["points"][0]) == 2 and len(pred["voxel_points"][0]) == 2
     # pixel-only BMP with spacing 4 mm from the datalist: original pixel index * 4 = RAS mm = -LPS mm
     np.testing.assert_allclose(np.array(pred["voxel_points"]) * 4.0, -np.array(pred["points"]), atol=1e-6)

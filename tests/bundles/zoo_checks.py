@@ -95,7 +95,7 @@ def check_directory(bundle: Path) -> None:
 
 
 def _metadata(bundle: Path) -> dict:
-    return json.loads((bundle / "configs" / "metadata.json").read_text())
+    return json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
 
 
 def check_version(bundle: Path, released: Sequence[str] = ()) -> str:

@@ -97,15 +97,15 @@ def write_tiny_dataset(root: Path) -> Path:
         "test": [items["s0"]],
     }
     path = root / "datalist.json"
-    path.write_text(json.dumps(datalist, indent=2) + "\n")
+    path.write_text(json.dumps(datalist, indent=2) + "\n", encoding="utf-8")
     return path
 
 
 def _edit(root: Path, change: Callable[[dict], None]) -> Path:
     path = write_tiny_dataset(root)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     change(data)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -113,10 +113,10 @@ def _landmarks(root: Path, item: str, content: str, suffix: str = ".json", split
     """Replace the landmark file of ``split[n]`` with ``content`` (a new file ``landmarks/<item><suffix>``)."""
     path = write_tiny_dataset(root)
     lm = root / "landmarks" / f"{item}{suffix}"
-    lm.write_text(content)
-    data = json.loads(path.read_text())
+    lm.write_text(content, encoding="utf-8")
+    data = json.loads(path.read_text(encoding="utf-8"))
     data[split][n]["landmarks"] = f"landmarks/{item}{suffix}"
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return lm
 
 
@@ -206,12 +206,12 @@ def coordinate_system_conflict(root: Path) -> BadCase:
     """The item says LPS, the file says RAS (and holds LPS numbers): never silently one of them."""
     path = write_tiny_dataset(root)
     lm = root / "landmarks" / "t0.json"
-    rec = json.loads(lm.read_text())
+    rec = json.loads(lm.read_text(encoding="utf-8"))
     rec["coordinate_system"] = "RAS"
-    lm.write_text(json.dumps(rec))
-    data = json.loads(path.read_text())
+    lm.write_text(json.dumps(rec), encoding="utf-8")
+    data = json.loads(path.read_text(encoding="utf-8"))
     data["training"][0]["coordinate_system"] = "LPS"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     return BadCase(
         "coordinate_system_conflict",
         root,
@@ -392,7 +392,7 @@ def image_is_text(root: Path) -> BadCase:
     """A text file named .nii.gz."""
     write_tiny_dataset(root)
     img = root / "images" / "t0.nii.gz"
-    img.write_text("this is not an image\n")
+    img.write_text("this is not an image\n", encoding="utf-8")
     return BadCase(
         "image_is_text",
         root,
@@ -483,7 +483,7 @@ def image_4d(root: Path) -> BadCase:
 
 def datalist_invalid_json(root: Path) -> BadCase:
     path = write_tiny_dataset(root)
-    path.write_text(path.read_text()[:-20])
+    path.write_text(path.read_text(encoding="utf-8")[:-20], encoding="utf-8")
     return BadCase("datalist_invalid_json", root, path, "training", ValueError, "JSON", path, ALL)
 
 

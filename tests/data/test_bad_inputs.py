@@ -104,13 +104,13 @@ def test_the_tiny_dataset_itself_passes_every_stage(tmp_path, capsys):
 
 def test_generic_check_prints_every_problem_on_its_own_line(tmp_path, capsys):
     path = write_tiny_dataset(tmp_path)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     data["training"][0]["id"] = "../../x"
     data["training"][1]["spacing"] = [1.0, -1.0, 1.0]
     data["validation"] = []
     data["test"][0]["landmarks"] = "landmarks/missing.json"
-    (tmp_path / "images" / "t1.nii.gz").write_text("not an image")
-    path.write_text(json.dumps(data))
+    (tmp_path / "images" / "t1.nii.gz").write_text("not an image", encoding="utf-8")
+    path.write_text(json.dumps(data), encoding="utf-8")
     assert prepare_dataset.main(["generic-check", str(path)]) == 1
     err = capsys.readouterr().err.splitlines()
     problems = [line for line in err if line.startswith("error: ")]
@@ -167,10 +167,10 @@ def test_check_safe_id_refuses_unsafe_ids_naming_where(bad, why):
 def test_same_id_for_the_same_image_in_two_splits_is_allowed(tmp_path):
     """ISBI 2015's ``test`` = ``test1`` + ``test2`` and the hand X-ray's ``train_10`` subsets reuse items."""
     path = write_tiny_dataset(tmp_path)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     data["test1"] = [data["test"][0]]
     data["train_small"] = [data["training"][1]]
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     assert [i["id"] for i in load_datalist(path, "test1")] == ["s0"]
     assert check_datalist(path).ok
     assert validate_datalist(path)["train_small"] == 1
@@ -178,11 +178,11 @@ def test_same_id_for_the_same_image_in_two_splits_is_allowed(tmp_path):
 
 def test_items_without_id_are_named_after_their_image_for_duplicates(tmp_path):
     path = write_tiny_dataset(tmp_path)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     for i in data["training"]:
         del i["id"]
     data["training"][1]["image"] = "other/t0.nii.gz"  # same file name in another folder: same prediction file
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match=r"duplicate image name \(the item has no 'id'\) 't0'"):
         load_datalist(path, "training")
 
@@ -192,26 +192,26 @@ def test_top_level_and_item_coordinate_system_apply_to_files_without_one(tmp_pat
 
     path = write_tiny_dataset(tmp_path)
     lm = tmp_path / "landmarks" / "t0.json"
-    rec = json.loads(lm.read_text())
+    rec = json.loads(lm.read_text(encoding="utf-8"))
     del rec["coordinate_system"], rec["units"]
-    lm.write_text(json.dumps(rec))
-    data = json.loads(path.read_text())
-    path.write_text(json.dumps(data))
+    lm.write_text(json.dumps(rec), encoding="utf-8")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match="does not state its coordinate system"):
         load_split(tmp_path, "training")
     data["coordinate_system"] = "LPS"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     items = load_split(tmp_path, "training")
     assert items[0]["coordinate_system"] == "LPS"
     case = BadCase("cs", tmp_path, path, "training", None, "", lm, ())
     np.testing.assert_allclose(_load_with_transforms(case)[0]["landmarks"].numpy(), VOXELS, atol=1e-5)
     data["training"][0]["coordinate_system"] = "RAS"  # the item wins over the top-level default
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match=r"t0\.json: landmark 0 \(a\) at \[-4.0, -6.0, 8.0\] \(RAS\) lies outside"):
         _load_with_transforms(case)  # the LPS numbers read as RAS: mirrored in x and y
     assert read_landmark_file(lm, "RAS").coordinate_system == "RAS"
     data["coordinate_system"] = "IJK"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match=r"top-level 'coordinate_system': unknown coordinate_system 'IJK'"):
         load_datalist(path, "test")
 
@@ -219,7 +219,9 @@ def test_top_level_and_item_coordinate_system_apply_to_files_without_one(tmp_pat
 def test_load_split_reports_the_first_problem_and_counts_the_others(tmp_path):
     path = write_tiny_dataset(tmp_path)
     for i in ("t0", "t1"):
-        (tmp_path / "landmarks" / f"{i}.json").write_text('{"coordinate_system": "LPS", "points": [[1, 2, 3]]}')
+        (tmp_path / "landmarks" / f"{i}.json").write_text(
+            '{"coordinate_system": "LPS", "points": [[1, 2, 3]]}', encoding="utf-8"
+        )
     with pytest.raises(
         ValueError, match=r"t0\.json: 1 landmarks, expected 3 .*\(1 more problems in this split; .*generic-check"
     ) as err:
@@ -237,13 +239,13 @@ def test_load_split_compares_the_bundle_landmark_names(tmp_path):
 
 def test_names_of_the_first_named_file_are_the_reference_without_landmark_names(tmp_path):
     path = write_tiny_dataset(tmp_path)
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text(encoding="utf-8"))
     del data["landmark_names"]
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     lm = tmp_path / "landmarks" / "t1.json"
-    rec = json.loads(lm.read_text())
+    rec = json.loads(lm.read_text(encoding="utf-8"))
     rec["names"] = ["c", "b", "a"]
-    lm.write_text(json.dumps(rec))
+    lm.write_text(json.dumps(rec), encoding="utf-8")
     with pytest.raises(ValueError, match=r"t1\.json: the landmark names differ from the names in .*t0\.json"):
         load_split(tmp_path, "training")
     report = check_datalist(path)

@@ -27,6 +27,6 @@ def test_convert_ratios_to_pixels(tmp_path):
 
 def test_count_mismatch_names_file(tmp_path):
     p = tmp_path / "b.txt"
-    p.write_text("6\n0.1 0.2\n")
+    p.write_text("6\n0.1 0.2\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"b\.txt: the first line says 6 landmarks, found 1"):
         chest.read_chest_txt(p)

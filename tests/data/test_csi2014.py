@@ -70,11 +70,11 @@ def test_convert_fake_layout_with_split_files(tmp_path):
         rows[sid] = p
     setup = tmp_path / "setup"
     csi2014.write_points_csv(setup / "points_world_coordinates.csv", rows)
-    (setup / "train_all.txt").write_text("100\n101\n")
-    (setup / "test_all.txt").write_text("102\n")
+    (setup / "train_all.txt").write_text("100\n101\n", encoding="utf-8")
+    (setup / "test_all.txt").write_text("102\n", encoding="utf-8")
     (setup / "cv" / "0").mkdir(parents=True)
-    (setup / "cv" / "0" / "train.txt").write_text("100\n")
-    (setup / "cv" / "0" / "val.txt").write_text("101\n")
+    (setup / "cv" / "0" / "train.txt").write_text("100\n", encoding="utf-8")
+    (setup / "cv" / "0" / "val.txt").write_text("101\n", encoding="utf-8")
     paths = csi2014.convert_csi2014(imgs, tmp_path / "out", points_csv=setup / "points_world_coordinates.csv")
     with pytest.raises(ValueError, match=r"100\.json: 3 landmark\(s\) outside the image .*100\.nii\.gz"):
         validate_datalist(paths[0])  # the fake centroids lie outside the 4-voxel fake CTs
@@ -83,14 +83,14 @@ def test_convert_fake_layout_with_split_files(tmp_path):
     lf = read_landmark_file(load_datalist(paths[0], "test")[0]["landmarks"])
     assert lf.coordinate_system == "LPS" and list(lf.names) == csi2014.VERTEBRA_NAMES
     np.testing.assert_allclose(lf.points, rows["102"], atol=1e-5)
-    (setup / "test_all.txt").write_text("102\n103\n")
+    (setup / "test_all.txt").write_text("102\n103\n", encoding="utf-8")
     with pytest.raises(FileNotFoundError, match=r"test_all\.txt: scans without an image .*'103'"):
         csi2014.convert_csi2014(imgs, tmp_path / "out2", points_csv=setup / "points_world_coordinates.csv")
 
 
 def test_centroid_lml_file_and_ras_conversion(tmp_path):
     p = tmp_path / "s.lml"
-    p.write_text("# id name x y z\n1\tC1\t1.0\t2.0\t3.0\n20\tL1\t-4 5 6\n")
+    p.write_text("# id name x y z\n1\tC1\t1.0\t2.0\t3.0\n20\tL1\t-4 5 6\n", encoding="utf-8")
     lps = csi2014.read_centroid_file(p)
     np.testing.assert_allclose(lps[0], [1, 2, 3])
     np.testing.assert_allclose(lps[19], [-4, 5, 6])
@@ -160,11 +160,11 @@ def test_scn_spine_ct_inference_end_to_end_on_real_ct(shared_data, tmp_path):
     cmd += ["--patch_size", str(TINY_PATCH).replace(" ", ""), "--sliding_window_step", str(TINY_STEP).replace(" ", "")]
     cmd += ["--num_filters", "4", "--network_def#spatial_downsample", "4", "--network_def#spatial_kernel_size", "3"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    run = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=300, encoding="utf-8")
     assert run.returncode == 0, f"bundle run failed:\n{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
 
     pred_dir = tmp_path / "out" / "predictions"
-    rec = json.loads((pred_dir / "example_ct_landmarks.json").read_text())
+    rec = json.loads((pred_dir / "example_ct_landmarks.json").read_text(encoding="utf-8"))
     assert rec["coordinate_system"] == "LPS" and rec["units"] == "mm" and rec["names"] == csi2014.VERTEBRA_NAMES
     lps = np.array(rec["points"], dtype=float)
     assert lps.shape == (26, 3) and np.isfinite(lps).all()

@@ -45,12 +45,12 @@ def test_write_load_validate_roundtrip_gives_absolute_paths(tmp_path):
 def test_write_datalist_refuses_overwrite_and_leaves_no_temp_file(tmp_path):
     dl = _make(tmp_path)
     path = write_datalist(tmp_path / "datalist.json", dl)
-    before = path.read_text()
+    before = path.read_text(encoding="utf-8")
     with pytest.raises(FileExistsError, match="datalist.json"):
         write_datalist(path, {**dl, "name": "other"})
-    assert path.read_text() == before
+    assert path.read_text(encoding="utf-8") == before
     write_datalist(path, {**dl, "name": "other"}, overwrite=True)
-    assert json.loads(path.read_text())["name"] == "other"
+    assert json.loads(path.read_text(encoding="utf-8"))["name"] == "other"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -59,7 +59,7 @@ def test_atomic_write_keeps_old_content_when_interrupted(tmp_path):
 
     with pytest.raises(TypeError):
         atomic_write_text(path, 123)  # type: ignore[arg-type]  # fails while writing the temp file
-    assert path.read_text() == "old"
+    assert path.read_text(encoding="utf-8") == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 
 
@@ -128,6 +128,6 @@ def test_coordinate_table_roundtrip_keeps_values_and_nan_rows(tmp_path_factory, 
 
 def test_coordinate_table_wrong_column_count_names_line(tmp_path):
     p = tmp_path / "bad.csv"
-    p.write_text("a,1,2,3,4\nb,1,2,3\n")
+    p.write_text("a,1,2,3,4\nb,1,2,3\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.csv:2: 3 values, expected 2 landmarks x 2"):
         read_coordinate_table(p, 2, 2)

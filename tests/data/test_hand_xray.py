@@ -59,8 +59,8 @@ def _fake_layout(root, ids=("10", "11", "12")):
         rows[i] = rng.uniform(0, 19, (37, 2))
     hand_xray.write_all_csv(root / "setup" / "all.csv", rows)
     (root / "setup" / "cv" / "set1").mkdir(parents=True)
-    (root / "setup" / "cv" / "set1" / "train.txt").write_text("10\n11\n")
-    (root / "setup" / "cv" / "set1" / "test.txt").write_text("12\n")
+    (root / "setup" / "cv" / "set1" / "train.txt").write_text("10\n11\n", encoding="utf-8")
+    (root / "setup" / "cv" / "set1" / "test.txt").write_text("12\n", encoding="utf-8")
     return rows
 
 
@@ -84,6 +84,6 @@ def test_convert_image_without_annotation_names_file(tmp_path):
 
 def test_wrong_landmark_count_names_file(tmp_path):
     p = tmp_path / "all.csv"
-    p.write_text("1," + ",".join(["1"] * 72) + "\n")
+    p.write_text("1," + ",".join(["1"] * 72) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"all\.csv:1: 72 values, expected 37 landmarks"):
         hand_xray.read_all_csv(p)

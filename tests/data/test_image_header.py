@@ -81,7 +81,7 @@ def test_header_matches_what_monai_load_image_gives(tmp_path, name, kind, reader
 @pytest.mark.parametrize("name, kind, reader", [f for f in FORMATS if f[1] not in ("nifti_slice", "pil_rgb")])
 def test_text_file_under_an_image_name_is_refused_naming_it(tmp_path, name, kind, reader):
     path = tmp_path / name
-    path.write_text("this is a text file, not an image\n")
+    path.write_text("this is a text file, not an image\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not a readable image") as err:
         read_image_header(path)
     assert str(err.value).startswith(str(path))

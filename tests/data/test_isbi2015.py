@@ -14,14 +14,14 @@ from transforms.io.landmark_files import read_landmark_file
 def test_annotation_txt_roundtrip_ignores_extra_lines(tmp_path):
     pts = np.random.default_rng(0).integers(0, 1900, size=(19, 2)).astype(float)
     p = isbi2015.write_annotation_txt(tmp_path / "001.txt", pts)
-    with open(p, "a") as f:
+    with open(p, "a", encoding="utf-8") as f:
         f.write("3\n1\n2\n")  # classification labels that follow the points in the real files
     np.testing.assert_array_equal(isbi2015.read_annotation_txt(p), pts)
 
 
 def test_annotation_txt_too_short_names_file(tmp_path):
     p = tmp_path / "002.txt"
-    p.write_text("1,2\n" * 5)
+    p.write_text("1,2\n" * 5, encoding="utf-8")
     with pytest.raises(ValueError, match=r"002\.txt: 5 non-empty lines"):
         isbi2015.read_annotation_txt(p)
 
@@ -61,8 +61,8 @@ def _fake_layout(root, ids=("001", "002", "151", "301")):
 def test_convert_fake_layout_gives_valid_datalist_with_official_splits(tmp_path):
     truth = _fake_layout(tmp_path / "isbi")
     (tmp_path / "cv" / "set1").mkdir(parents=True)
-    (tmp_path / "cv" / "set1" / "train.txt").write_text("001\n151\n")
-    (tmp_path / "cv" / "set1" / "val.txt").write_text("002\n")
+    (tmp_path / "cv" / "set1" / "train.txt").write_text("001\n151\n", encoding="utf-8")
+    (tmp_path / "cv" / "set1" / "val.txt").write_text("002\n", encoding="utf-8")
     out = tmp_path / "out"
     paths = isbi2015.convert_isbi2015(tmp_path / "isbi", out, cv_dir=tmp_path / "cv")
     assert [p.name for p in paths] == ["datalist.json", "datalist_cv1.json"]
@@ -100,7 +100,7 @@ def test_convert_with_payer_csv_uses_mm_over_spacing(tmp_path):
     _fake_layout(tmp_path / "isbi", ids=("001",))
     pts = np.full((19, 2), 12.5)
     isbi2015.write_payer_csv(tmp_path / "all.csv", {"001": pts})
-    assert (tmp_path / "all.csv").read_text().startswith("001,1.25,1.25")
+    assert (tmp_path / "all.csv").read_text(encoding="utf-8").startswith("001,1.25,1.25")
     isbi2015.convert_isbi2015(tmp_path / "isbi", tmp_path / "out", annotation_csv=tmp_path / "all.csv")
     lf = read_landmark_file(load_datalist(tmp_path / "out" / "datalist.json")[0]["landmarks"])
     np.testing.assert_allclose(lf.points, pts, atol=1e-9)

@@ -50,9 +50,9 @@ def test_spine_dataset_files_identical_for_same_seed(tmp_path, spine_dir):
         a = np.asarray(nib.load(tmp_path / "images" / f"{sid}.nii.gz").dataobj)
         b = np.asarray(nib.load(spine_dir / "images" / f"{sid}.nii.gz").dataobj)
         np.testing.assert_array_equal(a, b)
-        assert (tmp_path / "landmarks" / f"{sid}.json").read_text() == (
+        assert (tmp_path / "landmarks" / f"{sid}.json").read_text(encoding="utf-8") == (
             spine_dir / "landmarks" / f"{sid}.json"
-        ).read_text()
+        ).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -98,8 +98,8 @@ def test_spine_partial_field_of_view_nan_rows_and_csv(spine_dir):
         n = np.asarray(img.shape)
         inside = np.all((vox >= 0) & (vox <= n - 1), axis=1)
         np.testing.assert_array_equal(inside[present], True)
-    train = (spine_dir / "setup" / "train_all.txt").read_text().split()
-    test = (spine_dir / "setup" / "test_all.txt").read_text().split()
+    train = (spine_dir / "setup" / "train_all.txt").read_text(encoding="utf-8").split()
+    test = (spine_dir / "setup" / "test_all.txt").read_text(encoding="utf-8").split()
     assert sorted(train + test) == sorted(rows) and not set(train) & set(test)
 
 
@@ -131,7 +131,7 @@ def test_datalists_validate_and_name_existing_files(spine_dir, tmp_path):
         (tmp_path / "hand", 37, 2),
         (tmp_path / "mri", 28, 3),
     ]:
-        dl = json.loads((root / "datalist.json").read_text())
+        dl = json.loads((root / "datalist.json").read_text(encoding="utf-8"))
         assert dl["num_landmarks"] == n and dl["spatial_dims"] == dims and len(dl["landmark_names"]) == n
         assert all(len(dl[s]) >= 1 for s in ("training", "validation", "test"))
         validate_datalist(root / "datalist.json")
@@ -145,7 +145,7 @@ def test_cephalogram_isbi_layout_read_back(tmp_path):
     from mlm.data.isbi2015 import read_annotation_txt
 
     write_cephalogram_dataset(tmp_path, num_images=6, seed=5, pixel_size=1.6, show_progress=False)
-    dl = json.loads((tmp_path / "datalist.json").read_text())
+    dl = json.loads((tmp_path / "datalist.json").read_text(encoding="utf-8"))
     assert dl["training"][0]["spacing"] == [1.6, 1.6]
     assert sorted(p.name for p in (tmp_path / "RawImage").iterdir()) == ["Test1Data", "Test2Data", "TrainingData"]
     ph = generate_cephalogram(np.random.default_rng([5, 0]), pixel_size=1.6)
@@ -202,8 +202,8 @@ def test_hand_xray_layout_read_back(tmp_path):
     assert img.GetSize() == (*ph.image.shape, 1) and img.GetSpacing()[:2] == (2.0, 2.0)  # W x H x 1 like the real files
     np.testing.assert_array_equal(sitk.GetArrayFromImage(img)[0].T, ph.image)
     for f in (1, 2, 3):
-        test = (tmp_path / "setup" / "cv" / f"set{f}" / "test.txt").read_text().split()
-        train = (tmp_path / "setup" / "cv" / f"set{f}" / "train.txt").read_text().split()
+        test = (tmp_path / "setup" / "cv" / f"set{f}" / "test.txt").read_text(encoding="utf-8").split()
+        train = (tmp_path / "setup" / "cv" / f"set{f}" / "train.txt").read_text(encoding="utf-8").split()
         assert sorted(test + train) == sorted(rows)
 
 
@@ -219,7 +219,7 @@ def test_hand_mri_landmarks_inside_volume_near_bone():
 
 
 def test_overwrite_guard(tmp_path):
-    (tmp_path / "x.txt").write_text("keep")
+    (tmp_path / "x.txt").write_text("keep", encoding="utf-8")
     with pytest.raises(FileExistsError, match=str(tmp_path)):
         write_hand_mri_dataset(tmp_path, num_images=1, spacing=4.0, show_progress=False)
 

@@ -46,6 +46,6 @@ def test_orientation_is_honoured_for_a_reoriented_grid(tmp_path):
 @pytest.mark.parametrize("codes", [["P", "I", "X"], ["P", "I"], ["P", "A", "R"]])
 def test_unknown_orientation_code_names_file(tmp_path, codes):
     p = tmp_path / "sub-x_ctd.json"
-    p.write_text(json.dumps([{"direction": codes}, {"label": 1, "X": 1, "Y": 2, "Z": 3}]))
+    p.write_text(json.dumps([{"direction": codes}, {"label": 1, "X": 1, "Y": 2, "Z": 3}]), encoding="utf-8")
     with pytest.raises(ValueError, match=r"sub-x_ctd\.json: .*orientation codes"):
         verse.read_centroid_json(p)

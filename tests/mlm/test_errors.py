@@ -122,7 +122,9 @@ def test_hook_exits_1_with_the_summary_last_even_with_daemon_threads_in_torch():
     # without the hook this script aborts (5 of 5 runs here): exit 134, "terminate called without an active exception"
     script = _DAEMON_SCRIPT.format(install="from mlm.bundle.errors import install_error_hook; install_error_hook()")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, encoding="utf-8"
+    )
     assert res.returncode == 1, res.stderr[-2000:]
     assert "Traceback (most recent call last)" in res.stderr and "terminate called" not in res.stderr
     assert res.stderr.splitlines()[-1] == "error: /data/landmarks/001.json: not valid JSON."

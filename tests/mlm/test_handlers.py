@@ -183,7 +183,8 @@ def test_missing_dataset_dir_and_wrong_landmark_count_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="generate_phantoms.py ceph"):
         check_dataset_dir(tmp_path / "absent", "ceph")
     (tmp_path / "datalist.json").write_text(
-        json.dumps({"num_landmarks": 19, "spatial_dims": 2, "training": [{"id": "a", "image": "a.bmp"}]})
+        json.dumps({"num_landmarks": 19, "spatial_dims": 2, "training": [{"id": "a", "image": "a.bmp"}]}),
+        encoding="utf-8",
     )
     with pytest.raises(ValueError, match="19 landmarks per image but the bundle's network predicts 26"):
         load_split(tmp_path, "training", num_landmarks=26)
@@ -221,7 +222,7 @@ def test_landmark_record_is_a_readable_lps_landmark_file(tmp_path):
     rec = landmark_record(ras, ["a", "b"], orig, values=np.array([0.5, 0.1]), image="x.nii.gz")
     assert rec["points"] == [[-1.0, -2.0, 3.0], None] and rec["voxel_points"] == [[0.5, 1.0, 1.5], None]
     path = tmp_path / "p.json"
-    path.write_text(json.dumps(rec))
+    path.write_text(json.dumps(rec), encoding="utf-8")
     lf = read_landmark_file(path)
     assert lf.coordinate_system == "LPS" and lf.names == ["a", "b"] and np.isnan(lf.points[1]).all()
 
@@ -231,7 +232,7 @@ def test_sigma_logger_writes_sigmas(tmp_path):
     engine = _engine()
     SigmaLogger(loss, tmp_path, names=["a", "b", "c"]).attach(engine)
     engine.run([0, 0], max_epochs=1)
-    rec = json.loads((tmp_path / "sigmas.json").read_text())
+    rec = json.loads((tmp_path / "sigmas.json").read_text(encoding="utf-8"))
     assert rec["sigmas"] == {"a": 1.0, "b": 2.0, "c": 3.0} and rec["iteration"] == 2 and rec["mean"] == 2.0
 
 
@@ -305,7 +306,7 @@ def test_report_handler_writes_metrics_with_id_rate(tmp_path, capsys):
     )
     handler.attach(engine)
     engine.run([0], max_epochs=1)
-    m = json.loads((tmp_path / "metrics.json").read_text())
+    m = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert m["count"] == 2 and m["pe_mean"] == pytest.approx(13.0) and m["identification_rate"] == pytest.approx(0.5)
     assert (
         m["ids"] == ["x"]
@@ -336,7 +337,7 @@ def test_report_handler_adds_wrist_normalised_errors_and_skips_images_without_th
     engine = Engine(step)
     handler.attach(engine)
     engine.run([0, 1, 2], max_epochs=1)
-    m = json.loads((tmp_path / "metrics.json").read_text())
+    m = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert m["units"] == "mm" and m["num_images"] == 3  # the plain mm report keeps every image
     n = m["normalized"]
     assert n["pair"] == [1, 2] and n["pair_names"] == ["b", "c"] and n["distance_mm"] == 50.0
@@ -344,9 +345,9 @@ def test_report_handler_adds_wrist_normalised_errors_and_skips_images_without_th
     # x: scale 50/25 = 2 -> 10, 0, 2; y: scale 50/100 = 0.5 -> 1, 0, 0
     assert n["pe_mean"] == pytest.approx((10 + 0 + 2 + 1 + 0 + 0) / 6)
     assert n["sdr"] == {"2": pytest.approx(5 / 6), "4": pytest.approx(5 / 6)}
-    rows = (tmp_path / "metrics_per_landmark.csv").read_text().splitlines()
+    rows = (tmp_path / "metrics_per_landmark.csv").read_text(encoding="utf-8").splitlines()
     assert "pe_mean_normalized" in rows[0] and rows[1].startswith("a,")
-    per_image = (tmp_path / "errors_per_image_normalized.csv").read_text().splitlines()
+    per_image = (tmp_path / "errors_per_image_normalized.csv").read_text(encoding="utf-8").splitlines()
     assert per_image[0] == "id,a,b,c" and per_image[1].startswith("x,10.0,0.0,2.0") and len(per_image) == 3
     assert engine.state.metrics["mre_normalized"] == pytest.approx(2.1666666)
     assert "normalised (50 mm between b and c): MRE 2.17" in capsys.readouterr().out
@@ -359,7 +360,7 @@ def test_report_handler_without_normalize_pair_writes_no_normalised_section(tmp_
     engine = Engine(lambda e, b: [{"pred": torch.as_tensor(true + 1.0), "label": torch.as_tensor(true), "id": "x"}])
     LandmarkReportHandler(tmp_path, num_overlays=0, print_summary=False).attach(engine)
     engine.run([0], max_epochs=1)
-    assert "normalized" not in json.loads((tmp_path / "metrics.json").read_text())
+    assert "normalized" not in json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert not (tmp_path / "errors_per_image_normalized.csv").exists()
 
 
@@ -485,7 +486,7 @@ def test_report_handler_counts_ground_truth_dropped_as_outside(tmp_path, capsys)
     )
     LandmarkReportHandler(tmp_path, num_overlays=0).attach(engine)
     engine.run(batches, max_epochs=1)
-    m = json.loads((tmp_path / "metrics.json").read_text())
+    m = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert m["num_landmarks_outside"] == 1 and m["landmarks_outside"] == {"a": 1}
     assert "1 ground-truth landmarks in 1 images lie outside their image" in capsys.readouterr().out
 
@@ -498,7 +499,7 @@ def test_report_of_pixel_only_images_says_px_with_pixel_radii(tmp_path, capsys):
     )
     LandmarkReportHandler(tmp_path, num_overlays=0).attach(engine)
     engine.run([0], max_epochs=1)
-    m = json.loads((tmp_path / "metrics.json").read_text())
+    m = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert m["units"] == "px" and list(m["sdr"]) == ["5", "10", "20", "40"]
     assert m["pe_mean"] == pytest.approx(3 * 2**0.5)
     out = capsys.readouterr().out

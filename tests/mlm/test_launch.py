@@ -19,7 +19,7 @@ def test_bundle_command_merges_configs_in_order_and_passes_overrides():
 def test_existing_phantom_is_reused_and_a_different_size_is_reported(tmp_path, capsys):
     item = {"image": "images/a.nii.gz", "landmarks": "landmarks/a.json"}
     datalist = {"name": "x", "landmark_names": ["C1"], "training": [item, item], "validation": [item], "test": []}
-    (tmp_path / "datalist.json").write_text(json.dumps(datalist))
+    (tmp_path / "datalist.json").write_text(json.dumps(datalist), encoding="utf-8")
     assert ensure_phantom("spine_ct", tmp_path, num_images=3) == tmp_path / "datalist.json"
     out = capsys.readouterr().out
     assert "using the existing spine_ct phantom" in out and "(3 images)" in out and "note:" not in out

@@ -166,7 +166,7 @@ def test_ignite_metric_as_monai_evaluator_key_metric():
 def test_report_writers_are_valid_json_and_csv(tmp_path):
     s = summarize_errors(np.array([[1.0, NAN, np.inf]]))
     p = write_metrics_json(tmp_path / "summary.json", s)
-    loaded = json.loads(p.read_text())
+    loaded = json.loads(p.read_text(encoding="utf-8"))
     assert loaded["count"] == 2 and loaded["ipe"] == [1.0] and loaded["sdr"]["2"] == 0.5
     rows = per_landmark_table(np.array([[1.0, 2.0]]), names=["a", "b"])
     c = write_metrics_csv(tmp_path / "table.csv", rows)

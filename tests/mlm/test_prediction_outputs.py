@@ -60,7 +60,7 @@ def test_volume_smaller_than_the_window_gives_predictions_inside_or_missing(tmp_
     assert "small.nii.gz: 2 of 3 predicted landmarks lie outside the image (shape (10, 10, 6))" in caplog.text
     assert "marked missing: b, c." in caplog.text
     d = SaveLandmarksd("pred", output_dir=tmp_path / "predictions", names=["a", "b", "c"])({**d, "id": "small"})
-    rec = json.loads((tmp_path / "predictions" / "small_landmarks.json").read_text())
+    rec = json.loads((tmp_path / "predictions" / "small_landmarks.json").read_text(encoding="utf-8"))
     np.testing.assert_allclose(rec["voxel_points"][0], [5.0, 5.0, 3.0], atol=0.05)  # preprocessed (8, 8, 3) - pad
     assert rec["voxel_points"][1:] == [None, None] and rec["points"][1:] == [None, None]
     # outside="keep" reproduces the old behaviour: the padding peak comes back outside the 10 x 10 x 6 volume

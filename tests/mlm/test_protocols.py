@@ -29,7 +29,7 @@ NAN = np.nan
 def write_prediction(folder: Path, item_id: str, world_ras: np.ndarray) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{item_id}_landmarks.json"
-    path.write_text(json.dumps(landmark_record(np.asarray(world_ras, dtype=float))))
+    path.write_text(json.dumps(landmark_record(np.asarray(world_ras, dtype=float))), encoding="utf-8")
     return path
 
 
@@ -139,15 +139,15 @@ def test_report_files_and_cli(isbi, tmp_path, capsys):
         "errors_per_image.csv",
         "cumulative_ipe.png",
     }  # and no temporary files left behind
-    assert (out / "table.md").read_text() in printed
-    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert (out / "table.md").read_text(encoding="utf-8") in printed
+    rows = list(csv.DictReader(open(out / "table.csv", encoding="utf-8")))
     assert [r["group"] for r in rows] == ["Test1", "Test2"] and float(rows[0]["sdr_3"]) == pytest.approx(0.75)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["groups"][1]["summary"]["ids"] == ["301"] and summary["settings"]["radii"] == [2, 2.5, 3, 4]
-    per_image = list(csv.DictReader(open(out / "errors_per_image.csv")))
+    per_image = list(csv.DictReader(open(out / "errors_per_image.csv", encoding="utf-8")))
     assert [(r["group"], r["id"]) for r in per_image] == [("Test1", "151"), ("Test1", "152"), ("Test2", "301")]
     assert float(per_image[1]["N"]) == pytest.approx(3.5) and per_image[2]["N"] == "inf"
-    per_lm = list(csv.DictReader(open(out / "per_landmark_test1.csv")))
+    per_lm = list(csv.DictReader(open(out / "per_landmark_test1.csv", encoding="utf-8")))
     assert [r["name"] for r in per_lm] == ["S", "N"] and float(per_lm[0]["pe_mean"]) == pytest.approx(1.85)
     # errors name the problem and return 1
     assert _cli()(args + ["--predictions", str(tmp_path / "nowhere")]) == 1
@@ -302,7 +302,9 @@ def test_generic_png_without_spacing_is_px_and_counts_are_checked(tmp_path):
     (root / "images").mkdir(parents=True)
     Image.fromarray(np.zeros((30, 20), np.uint8)).save(root / "images" / "a.png")  # MONAI: (1, 20, 30)
     (root / "landmarks").mkdir()
-    (root / "landmarks" / "a.csv").write_text("# coordinate_system: voxel\nname,x,y\np0,3,4\np1,,\np2,10,10\n")
+    (root / "landmarks" / "a.csv").write_text(
+        "# coordinate_system: voxel\nname,x,y\np0,3,4\np1,,\np2,10,10\n", encoding="utf-8"
+    )
     write_datalist(
         root / "datalist.json",
         {
@@ -329,8 +331,10 @@ def test_generic_png_without_spacing_is_px_and_counts_are_checked(tmp_path):
 def test_hand_image_without_a_wrist_landmark_is_left_out(hand):
     root, folds = hand
     csv_path = root / "landmarks" / "h3.csv"
-    lines = csv_path.read_text().splitlines()
-    csv_path.write_text("\n".join(lines[:-1] + ["5,nan,nan"]) + "\n")  # landmark 5 (wrist) not annotated
+    lines = csv_path.read_text(encoding="utf-8").splitlines()
+    csv_path.write_text(
+        "\n".join(lines[:-1] + ["5,nan,nan"]) + "\n", encoding="utf-8"
+    )  # landmark 5 (wrist) not annotated
     res = evaluate_protocol("hand", folds, [root / "datalist.json"])
     s = res["groups"][-1]["summary"]
     assert s["num_images"] == 2 and s["count"] == 12 and s["normalization_skipped_ids"] == ["h3"]

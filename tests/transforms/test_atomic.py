@@ -47,10 +47,10 @@ def test_text_bytes_and_callback_content(tmp_path):
     def writer(tmp: Path) -> None:
         seen.append(tmp)
         assert tmp.is_file() and tmp.parent == tmp_path / "sub"  # an existing empty file in the destination folder
-        tmp.write_text("payload")
+        tmp.write_text("payload", encoding="utf-8")
 
     out = atomic_write(tmp_path / "sub" / "heat.nii.gz", writer)  # missing folders are created
-    assert out.read_text() == "payload"
+    assert out.read_text(encoding="utf-8") == "payload"
     assert seen[0].name.endswith(".nii.gz") and seen[0].name.startswith(".heat.nii.gz.")  # format by extension
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["heat.nii.gz"]
 
@@ -59,7 +59,7 @@ def test_failures_keep_the_old_content_and_leave_no_temporary_file(tmp_path):
     path = atomic_write(tmp_path / "a.txt", "old")
 
     def failing(tmp: Path) -> None:
-        tmp.write_text("half")
+        tmp.write_text("half", encoding="utf-8")
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
@@ -74,7 +74,7 @@ def test_failures_keep_the_old_content_and_leave_no_temporary_file(tmp_path):
         atomic_write(path, "new", overwrite=False)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         atomic_write(tmp_path / "missing" / "x.txt", "x", make_parents=False)
-    assert path.read_text() == "old"
+    assert path.read_text(encoding="utf-8") == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
 
 

@@ -43,17 +43,19 @@ def test_round_trip_is_exact_for_any_finite_points(tmp_path_factory, pts, suffix
 
 def test_json_generic_format_with_null(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text(json.dumps({"coordinate_system": "LPS", "units": "mm", "points": [[1, 2, 3], None]}))
+    path.write_text(
+        json.dumps({"coordinate_system": "LPS", "units": "mm", "points": [[1, 2, 3], None]}), encoding="utf-8"
+    )
     lf = read_landmark_file(path)
     assert lf.points.shape == (2, 3) and np.isnan(lf.points[1]).all() and lf.coordinate_system == "LPS"
 
 
 def test_csv_headerless_and_header_line(tmp_path):
     path = tmp_path / "a.csv"
-    path.write_text("1.0,2.0\n,\n3.5,nan\n".replace("3.5,nan", "nan,nan"))
+    path.write_text("1.0,2.0\n,\n3.5,nan\n".replace("3.5,nan", "nan,nan"), encoding="utf-8")
     lf = read_landmark_file(path, coordinate_system="voxel")
     np.testing.assert_array_equal(lf.points, [[1.0, 2.0], [np.nan, np.nan], [np.nan, np.nan]])
-    path.write_text("# coordinate_system: RAS\nname,x,y,z\nAC,1,2,3\nPC,4,5,6\n")
+    path.write_text("# coordinate_system: RAS\nname,x,y,z\nAC,1,2,3\nPC,4,5,6\n", encoding="utf-8")
     lf = read_landmark_file(path)
     assert lf.names == ["AC", "PC"] and lf.coordinate_system == "RAS"
     np.testing.assert_array_equal(lf.points, [[1, 2, 3], [4, 5, 6]])
@@ -62,7 +64,7 @@ def test_csv_headerless_and_header_line(tmp_path):
 def test_fcsv_lps_header_variants(tmp_path):
     for header in ("LPS", "1"):
         path = tmp_path / f"a{header}.fcsv"
-        path.write_text(f"# CoordinateSystem = {header}\n# columns = id,x,y,z,label\nn1,1,2,3,A\n")
+        path.write_text(f"# CoordinateSystem = {header}\n# columns = id,x,y,z,label\nn1,1,2,3,A\n", encoding="utf-8")
         lf = read_landmark_file(path)
         assert lf.coordinate_system == "LPS" and lf.names == ["A"]
         np.testing.assert_array_equal(lf.points, [[1, 2, 3]])
@@ -91,7 +93,7 @@ def test_real_afids_fcsv_reads_32_ras_points(shared_data):
 )
 def test_bad_files_raise_value_error_naming_the_file(tmp_path, name, content, match):
     path = tmp_path / name
-    path.write_text(content)
+    path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=match) as err:
         read_landmark_file(path)
     assert str(path) in str(err.value)
@@ -126,7 +128,7 @@ def test_missing_file_and_conflicting_system_and_bad_writes(tmp_path):
 )
 def test_csv_blank_row_is_a_missing_landmark_not_a_dropped_one(tmp_path, content, missing):
     path = tmp_path / "a.csv"
-    path.write_text(content, newline="")
+    path.write_text(content, newline="", encoding="utf-8")
     lf = read_landmark_file(path, coordinate_system="voxel")
     assert lf.points.shape == (3, 2)
     assert [k for k in range(3) if np.isnan(lf.points[k]).all()] == missing
@@ -137,7 +139,7 @@ def test_csv_names_of_blank_rows_are_empty_and_not_compared(tmp_path):
     from transforms.io.landmark_files import check_landmark_names
 
     path = tmp_path / "a.csv"
-    path.write_text("# coordinate_system: voxel\nname,x,y\na,1,2\n\nc,5,6\n")
+    path.write_text("# coordinate_system: voxel\nname,x,y\na,1,2\n\nc,5,6\n", encoding="utf-8")
     lf = read_landmark_file(path)
     assert lf.has_names and lf.names == ["a", "", "c"]
     check_landmark_names(lf.names, ["a", "b", "c"], path)
@@ -163,7 +165,7 @@ def test_csv_names_of_blank_rows_are_empty_and_not_compared(tmp_path):
 )
 def test_has_names_only_when_the_file_names_its_landmarks(tmp_path, name, content, has_names):
     path = tmp_path / name
-    path.write_text(content)
+    path.write_text(content, encoding="utf-8")
     lf = read_landmark_file(path)
     assert lf.has_names is has_names
     assert lf.names == (["x"] if '"x"' in content else ["AC"] if has_names else ["0"])
@@ -186,7 +188,7 @@ def test_has_names_only_when_the_file_names_its_landmarks(tmp_path, name, conten
 )
 def test_json_coordinates_must_be_real_numbers(tmp_path, points, match):
     path = tmp_path / "a.json"
-    path.write_text(f'{{"coordinate_system": "voxel", "points": {points}}}')
+    path.write_text(f'{{"coordinate_system": "voxel", "points": {points}}}', encoding="utf-8")
     with pytest.raises(ValueError, match=match) as err:
         read_landmark_file(path)
     assert str(err.value).startswith(str(path))
@@ -194,14 +196,18 @@ def test_json_coordinates_must_be_real_numbers(tmp_path, points, match):
 
 def test_json_nan_and_null_are_missing(tmp_path):
     path = tmp_path / "a.json"
-    path.write_text('{"coordinate_system": "voxel", "points": [[1, 2], [NaN, NaN], [null, null], null]}')
+    path.write_text(
+        '{"coordinate_system": "voxel", "points": [[1, 2], [NaN, NaN], [null, null], null]}', encoding="utf-8"
+    )
     lf = read_landmark_file(path)
     assert lf.points.shape == (4, 2) and np.isnan(lf.points[1:]).all() and lf.points[0].tolist() == [1, 2]
 
 
 def test_csv_module_errors_are_named_value_errors(tmp_path):
     path = tmp_path / "a.csv"
-    path.write_text("# coordinate_system: voxel\n1,2\n" + "3" * 200_000 + ",4\n")  # beyond csv's field size limit
+    path.write_text(
+        "# coordinate_system: voxel\n1,2\n" + "3" * 200_000 + ",4\n", encoding="utf-8"
+    )  # beyond csv's field size limit
     with pytest.raises(ValueError, match="not a readable CSV file") as err:
         read_landmark_file(path)
     assert str(path) in str(err.value)

@@ -270,7 +270,9 @@ def test_item_coordinate_system_applies_and_a_conflict_with_the_file_raises(tmp_
     img = MetaTensor(torch.zeros(1, *SHAPE_3D), affine=torch.as_tensor(AFFINE_3D), meta={"filename_or_obj": "i.nii"})
     lps = _world(PTS_3D, AFFINE_3D, "LPS")
     bare = tmp_path / "bare.csv"
-    bare.write_text("\n".join(",".join(repr(float(c)) for c in p) for p in lps) + "\n")  # no coordinate system
+    bare.write_text(
+        "\n".join(",".join(repr(float(c)) for c in p) for p in lps) + "\n", encoding="utf-8"
+    )  # no coordinate system
     out = LoadLandmarksd()({"image": img, "landmarks": str(bare), "coordinate_system": "LPS"})["landmarks"]
     np.testing.assert_allclose(out.numpy(), PTS_3D, atol=1e-4)
     assert out.meta["coordinate_system"] == "LPS"
@@ -303,7 +305,9 @@ def test_landmark_names_must_match_in_order(tmp_path, names, match):
         LoadLandmarksd(landmark_names=["a", "b"])({"image": img, "landmarks": path})
     assert str(path) in str(err.value)
     unnamed = write_landmark_file(tmp_path / "csv.csv", PTS_3D, "voxel")
-    unnamed.write_text("# coordinate_system: voxel\n" + "\n".join(",".join(map(str, p)) for p in PTS_3D) + "\n")
+    unnamed.write_text(
+        "# coordinate_system: voxel\n" + "\n".join(",".join(map(str, p)) for p in PTS_3D) + "\n", encoding="utf-8"
+    )
     LoadLandmarksd(landmark_names=["a", "b"])({"image": img, "landmarks": unnamed})  # a file without names: no check
     good = write_landmark_file(tmp_path / "good.json", PTS_3D, "voxel", names=["a", "b"])
     assert LoadLandmarksd(landmark_names=["a", "b"])({"image": img, "landmarks": good})["landmarks"].shape == (2, 3)

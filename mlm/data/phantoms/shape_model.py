@@ -125,7 +125,7 @@ class PointDistributionModel:
         if not path.is_file():
             raise FileNotFoundError(f"shape model file not found: {path}")
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 d = json.load(f)
             return cls.from_dict(d)
         except (json.JSONDecodeError, KeyError, ValueError) as e:
