@@ -1,5 +1,6 @@
-"""Helpers that the bundles' configs call: dataset checks, pipelines, the resumable sample stream, checkpoints,
-optimizer groups, DDP wiring.
+"""Helpers that the bundles' configs call: dataset checks, the landmark count and names from the datalist, pipelines,
+the resumable sample stream, checkpoints, optimizer groups, DDP wiring; and a bundle's configs read in this process
+as ``python -m monai.bundle run`` reads them in the bundle's folder (:func:`bundle_config_parser`).
 
 Bundle configs stay declarative: every piece of logic they need is a function or class here (or in
 ``mlm.handlers``, ``mlm.engines``, ``transforms.post``), so that it can be tested without launching a bundle.
@@ -17,6 +18,7 @@ from mlm.bundle.checkpoints import (
     latest_checkpoint,
     load_checkpoint,
 )
+from mlm.bundle.configs import bundle_config_parser, resolve_file_macros
 from mlm.bundle.datasets import check_dataset_dir, load_split
 from mlm.bundle.distributed import (
     distributed_device,
@@ -28,6 +30,7 @@ from mlm.bundle.distributed import (
     wrap_ddp,
 )
 from mlm.bundle.errors import error_summary, install_error_hook, is_bundle_run, root_cause
+from mlm.bundle.landmarks import datalist_landmark_names, datalist_num_landmarks
 from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
 from mlm.bundle.pipelines import landmark_preprocessing, random_window_crop
 from mlm.bundle.random_states import GlobalRandomStates
@@ -44,10 +47,13 @@ __all__ = [
     "ResumableSampler",
     "SampleKey",
     "atomic_torch_save",
+    "bundle_config_parser",
     "check_checkpoint_compatible",
     "check_dataset_dir",
     "checkpoint_candidates",
     "checkpoint_landmark_count",
+    "datalist_landmark_names",
+    "datalist_num_landmarks",
     "distributed_device",
     "error_summary",
     "init_distributed",
@@ -63,6 +69,7 @@ __all__ = [
     "num_epochs",
     "parameter_groups",
     "random_window_crop",
+    "resolve_file_macros",
     "rank_zero_handlers",
     "runs_on_every_rank",
     "root_cause",

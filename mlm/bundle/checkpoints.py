@@ -143,7 +143,9 @@ def check_checkpoint_compatible(
         if ckpt_n is not None and net_n is not None and ckpt_n != net_n:
             raise ValueError(
                 f"checkpoint {path} was trained for {ckpt_n} landmarks but this bundle's {name} has {net_n}: it "
-                "comes from another bundle or configuration."
+                "comes from another bundle or configuration, or the data has another landmark count (a bundle takes "
+                "its count from the datalist's header, num_landmarks, else from its configs/facts.yaml landmark_names; "
+                f"use data with {ckpt_n} landmarks for this model)."
             )
         detail = (
             f"parameter '{mismatched[0]}' has shape {tuple(torch.as_tensor(state[mismatched[0]]).shape)} in the "

@@ -3,7 +3,8 @@
 ``python scripts/export_bundle.py scn_ceph --checkpoint runs/ceph/models/model.pt --out models/scn_ceph
 --configs cpu.yaml --eval-report runs/ceph/eval/metrics.json --url https://.../model.pt`` writes::
 
-    configs/train.yaml, inference.yaml          the bundle's configs merged with the chosen overlays
+    configs/train.yaml, inference.yaml          the bundle's configs merged with the chosen overlays, its facts and the
+                                                shared base resolved into them (no macros: self-contained)
     configs/evaluate.yaml                       overlay of inference.yaml (the evaluation report)
     configs/multi_gpu_train.yaml                overlay of train.yaml (DDP)
     configs/metadata.json, logging.conf         metadata valid under the official model-zoo schema
@@ -204,7 +205,7 @@ def _write_config(path: Path, name: str, config: Mapping, source: str) -> None:
         "# Exported from the monai-landmarks project (scripts/export_bundle.py); Python code in scripts/.\n"
     )
     text = yaml.dump(dict(config), Dumper=_ConfigDumper, sort_keys=False, width=120, default_flow_style=False)
-    path.write_text(header + text)
+    path.write_text(header + text, encoding="utf-8")
 
 
 @dataclass
@@ -222,7 +223,7 @@ def _merged_configs(cfg: Path, overlays: Sequence[Path], overrides: Mapping[str,
     bundle's own files, ``multi_gpu_train.yaml`` last), made to pass the zoo's property check."""
 
     def merged(base: Path, before: Sequence[Path] = (), after: Sequence[Path] = ()) -> dict:
-        full = merge_configs([base, *before, *overlays, *after], overrides)
+        full = merge_configs([base, *before, *overlays, *after], overrides, root=cfg.parent)
         keep = set().union(*(ConfigParser.load_config_file(str(f)).keys() for f in [base, *before, *after]))
         return {**prune_unreferenced(full, keep=sorted(keep)), "dataset_dir": dataset_dir}
 
@@ -338,23 +339,23 @@ def export_bundle(
             (tmp / folder).mkdir(parents=True)
         doc = f"Python code of this bundle: the parts of the monai-landmarks project its configs use ({src.name})."
         code = vendor_modules(modules, tmp / "scripts", package_doc=doc)
-        source_meta = json.loads((src / "configs" / "metadata.json").read_text())
+        source_meta = json.loads((src / "configs" / "metadata.json").read_text(encoding="utf-8"))
         metadata = _metadata(source_meta, code, eval_report, version, changelog, src.name, overlays, overrides)
         for name, config in merged.exported.items():
             _write_config(tmp / "configs" / f"{name}.yaml", name, config, src.name)
-        (tmp / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
+        (tmp / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n", encoding="utf-8")
         shutil.copyfile(src / "configs" / "logging.conf", tmp / "configs" / "logging.conf")
         torch.save(net.state_dict(), tmp / "models" / "model.pt")
         diff = _torchscript(net, metadata, tmp / "models" / "model.ts", merged.exported["inference"])
         large = {"models/model.pt": url, **({"models/model.ts": ts_url} if ts_url else {})}
-        (tmp / "large_files.yml").write_text(large_files_yaml(tmp, large))
+        (tmp / "large_files.yml").write_text(large_files_yaml(tmp, large), encoding="utf-8")
         shutil.copyfile(src / "LICENSE", tmp / "LICENSE")
-        license_text = Path(data_license).read_text() if data_license else data_license_text(metadata)
-        (tmp / "docs" / "data_license.txt").write_text(license_text)
+        license_text = Path(data_license).read_text(encoding="utf-8") if data_license else data_license_text(metadata)
+        (tmp / "docs" / "data_license.txt").write_text(license_text, encoding="utf-8")
         n = metadata.get("eval_metrics", {}).get("num_images")
         evaluated_on = f"{n} test image{'s' if n != 1 else ''}" if n else None
         readme = zoo_readme(metadata, merged.exported["train"], src.name, [p.name for p in overlays], evaluated_on)
-        (tmp / "docs" / "README.md").write_text(readme)
+        (tmp / "docs" / "README.md").write_text(readme, encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -391,6 +392,6 @@ def _metadata(
     meta.pop("optional_packages_version", None)
     meta.pop("eval_metrics", None)
     if eval_report is not None:
-        meta["eval_metrics"] = eval_metrics_from_report(json.loads(eval_report.read_text()))
+        meta["eval_metrics"] = eval_metrics_from_report(json.loads(eval_report.read_text(encoding="utf-8")))
     validate_metadata(meta)
     return meta

@@ -112,10 +112,12 @@ def run_bundle(
     cmd = bundle_command(configs, overrides, torchrun)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     if capture:
-        return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout, encoding="utf-8"
+        )
     if log_file is None:
         return subprocess.run(cmd, cwd=folder, env=env, timeout=timeout)
-    with open(log_file, "w") as log:
+    with open(log_file, "w", encoding="utf-8") as log:
         return subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
 
 
@@ -135,7 +137,7 @@ def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str
     result = run_bundle(bundle, configs, overrides, capture=False, log_file=log_file)
     print(f"  {time.perf_counter() - t0:.0f} s, log: {log_file}", flush=True)
     if result.returncode != 0:
-        tail = Path(log_file).read_text()[-4000:]
+        tail = Path(log_file).read_text(encoding="utf-8")[-4000:]
         raise RuntimeError(f"{bundle} failed (exit {result.returncode}); log in {log_file}:\n{tail}")
     return line
 
@@ -149,4 +151,4 @@ def read_metrics(output_dir: str | os.PathLike) -> dict:
     path = Path(output_dir) / "metrics.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the evaluation did not finish (see its log)")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))

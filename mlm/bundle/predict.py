@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from mlm.bundle.checkpoints import check_checkpoint_compatible, load_checkpoint
+from mlm.bundle.configs import resolve_file_macros
 from mlm.bundle.image_folder import FolderImage, find_images, is_inside
 from mlm.data.datalist import check_item_spacing
 from transforms.io.atomic import atomic_write, output_path
@@ -186,7 +187,8 @@ def inference_parser(
     """A MONAI ``ConfigParser`` of the bundle's inference, as ``python -m monai.bundle run`` builds it in the bundle's
     folder: ``configs/inference.yaml`` and the overlays ``configs`` merged in order (``+key`` merges), the metadata
     (``_meta_``), ``bundle_root`` set to the bundle's folder, then the ``overrides`` (``{"num_filters": 32,
-    "network_def#num_levels": 3}``: ids as on the command line, ``#`` or ``::``).
+    "network_def#num_levels": 3}``: ids as on the command line, ``#`` or ``::``); the config macros naming files
+    (``'%configs/facts.yaml#pixdim'``) resolved against the bundle's folder (:func:`mlm.bundle.resolve_file_macros`).
 
     Args:
         bundle: a bundle name or folder (:func:`bundle_folder`).
@@ -205,6 +207,7 @@ def inference_parser(
     parser["bundle_root"] = str(folder)
     for key, value in (overrides or {}).items():
         parser[str(key).replace("#", "::")] = value
+    parser.set(resolve_file_macros(parser.get(), folder))
     return parser
 
 

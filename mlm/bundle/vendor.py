@@ -249,7 +249,7 @@ def module_closure(
             if name in seen or modules.file(name) is None:
                 continue
             seen.add(name)
-            own, other = _imports(modules, name, ast.parse(modules.file(name).read_text()))
+            own, other = _imports(modules, name, ast.parse(modules.file(name).read_text(encoding="utf-8")))
             todo.extend(own)
             for top in other - stdlib:
                 third.setdefault(top, set()).add(name)
@@ -349,7 +349,7 @@ def vendor_modules(
     resolver = _Modules(package_dirs if package_dirs is not None else project_package_dirs())
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "__init__.py").write_text(f'"""{package_doc}"""\n')
+    (dest / "__init__.py").write_text(f'"""{package_doc}"""\n', encoding="utf-8")
     written, lines = ["__init__.py"], 0
     names = set(modules)
     _, third = module_closure(modules, resolver.dirs)
@@ -361,10 +361,10 @@ def vendor_modules(
         if source is None:
             raise VendoringError(f"no project module {name}.")
         relative = source.relative_to(resolver.dirs[name.split(".")[0]].parent)
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
         target = dest / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(_rewritten_source(resolver, name, text))
+        target.write_text(_rewritten_source(resolver, name, text), encoding="utf-8")
         written.append(relative.as_posix())
         lines += len(text.splitlines())
         for data in _data_files(source, ast.parse(text)):

@@ -22,6 +22,8 @@ from monai.bundle.properties import InferProperties, TrainProperties
 from monai.bundle.utils import merge_kv
 from monai.utils import BundleProperty, BundlePropertyConfig
 
+from mlm.bundle.configs import resolve_file_macros
+
 __all__ = [
     "ConfigConformanceError",
     "conform_properties",
@@ -44,7 +46,11 @@ class ConfigConformanceError(ValueError):
     """A config cannot be made to pass the model zoo's property check without changing what it does."""
 
 
-def merge_configs(files: Sequence[str | os.PathLike | Mapping], overrides: Mapping[str, Any] | None = None) -> dict:
+def merge_configs(
+    files: Sequence[str | os.PathLike | Mapping],
+    overrides: Mapping[str, Any] | None = None,
+    root: str | os.PathLike | None = None,
+) -> dict:
     """Merge config files (or dicts) in order, as ``python -m monai.bundle run --config_file [...]`` does.
 
     Args:
@@ -52,6 +58,9 @@ def merge_configs(files: Sequence[str | os.PathLike | Mapping], overrides: Mappi
         overrides: ``{id: value}`` applied after the files, like ``--id value`` on the command line. A nested id
             (``"network_def#num_filters"``) whose top-level key the merged config lacks is skipped: it belongs to
             another config of the bundle (a training key given to an inference config).
+        root: the bundle's folder: the macros naming files (``'%configs/facts.yaml#pixdim'``, the repository's
+            bundles read their facts so) are then replaced by what they name, relative to it, as MONAI does when it
+            runs in that folder (:func:`mlm.bundle.configs.resolve_file_macros`); None leaves them.
     """
     parser = ConfigParser(config={})
     for f in files:
@@ -62,7 +71,8 @@ def merge_configs(files: Sequence[str | os.PathLike | Mapping], overrides: Mappi
         parts = _SEPARATOR.split(key)
         if len(parts) == 1 or parts[0] in parser.config:
             parser[key] = copy.deepcopy(value)
-    return copy.deepcopy(parser.get())
+    merged = copy.deepcopy(parser.get())
+    return merged if root is None else resolve_file_macros(merged, root)
 
 
 def _top_references(value: Any) -> set[str]:

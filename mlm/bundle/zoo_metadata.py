@@ -145,7 +145,7 @@ def validate_metadata(metadata: Mapping[str, Any], schema: str | os.PathLike | N
     """
     import jsonschema
 
-    schema_dict = json.loads(Path(schema or metadata_schema_path()).read_text())
+    schema_dict = json.loads(Path(schema or metadata_schema_path()).read_text(encoding="utf-8"))
     try:
         jsonschema.validate(copy.deepcopy(dict(metadata)), schema_dict)
     except jsonschema.ValidationError as e:

@@ -61,23 +61,20 @@ def train_tiny(bundle: str, data: Path, out: Path, tiny: list[str], extra: list[
     args = ["--dataset_dir", str(data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
     args += [*tiny, *extra, "--num_iterations", "2", "--val_interval", "1"]
     result = check(run_bundle(bundle, ["train.yaml", "cpu.yaml"], args))
-    (out / "train.log").write_text(result.stdout + result.stderr)
+    (out / "train.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     return out
 
 
 def bundle_parser(bundle: str, configs: Sequence[str], args: Sequence[str]):
     """A ``monai.bundle.ConfigParser`` of ``bundles/<bundle>/configs/<configs>`` with ``--key value`` overrides
-    ``args`` (values read as YAML, like the command line does), as ``python -m monai.bundle run`` builds it, after
-    its ``initialize`` step (``set_determinism``). ``parser.get_parsed_content("train#trainer")`` is the trainer."""
-    from monai.bundle import ConfigParser
+    ``args`` (values read as YAML, like the command line does), as ``python -m monai.bundle run`` builds it in the
+    bundle's folder (:func:`mlm.bundle.bundle_config_parser`), after its ``initialize`` step (``set_determinism``). ``parser.get_parsed_content("train#trainer")`` is the trainer."""
+    from mlm.bundle import bundle_config_parser
 
-    parser = ConfigParser()
-    parser.read_config([str(BUNDLES / bundle / "configs" / c) for c in configs])
-    parser["bundle_root"] = str(BUNDLES / bundle)
     if len(args) % 2:
         raise ValueError(f"overrides must be --key value pairs, got {list(args)}")
-    for key, value in zip(args[::2], args[1::2]):
-        parser[key.removeprefix("--").replace("#", "::")] = yaml.safe_load(value)
+    overrides = {key.removeprefix("--"): yaml.safe_load(value) for key, value in zip(args[::2], args[1::2])}
+    parser = bundle_config_parser(BUNDLES / bundle, configs, overrides, metadata=False)
     parser.get_parsed_content("initialize")
     return parser
 

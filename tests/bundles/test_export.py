@@ -70,13 +70,13 @@ def official_schema() -> Path:
 
 
 def test_shipped_schema_is_the_official_model_zoo_schema():
-    shipped = json.loads((REPO / "mlm" / "bundle" / "metadata_schema.json").read_text())
-    assert shipped == json.loads(official_schema().read_text())
+    shipped = json.loads((REPO / "mlm" / "bundle" / "metadata_schema.json").read_text(encoding="utf-8"))
+    assert shipped == json.loads(official_schema().read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("bundle", ALL_BUNDLES)
 def test_bundle_metadata_passes_the_official_schema_and_names_no_project_package(bundle):
-    meta = json.loads((BUNDLES / bundle / "configs" / "metadata.json").read_text())
+    meta = json.loads((BUNDLES / bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
     validate_metadata(meta, official_schema())
     assert meta["version"] in meta["changelog"]
     assert "monai-landmarks" not in meta["required_packages_version"]
@@ -132,12 +132,12 @@ def test_required_packages_of_every_bundle_install_on_python_3_10(tmp_path):
     """What the zoo's CI pip-installs for each bundle (``get_bundle_requirements.py``) exists for CPython 3.10."""
     reqs = sorted({r for b in ALL_BUNDLES for r in zoo_checks.requirements(BUNDLES / b)})
     assert not any(r.lower().startswith("monai-landmarks") for r in reqs)
-    (tmp_path / "requirements.txt").write_text("\n".join(reqs) + "\n")
+    (tmp_path / "requirements.txt").write_text("\n".join(reqs) + "\n", encoding="utf-8")
     cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed", "--quiet"]
     cmd += ["--retries", "0", "--timeout", "20"]
     cmd += ["--python-version", "3.10", "--only-binary=:all:", "--target", str(tmp_path / "t")]
     cmd += ["-r", str(tmp_path / "requirements.txt"), "--report", str(tmp_path / "report.json")]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, encoding="utf-8")
     if result.returncode != 0 and re.search(
         r"NewConnectionError|Temporary failure|Network is unreachable", result.stderr
     ):
@@ -145,7 +145,7 @@ def test_required_packages_of_every_bundle_install_on_python_3_10(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     found = {
         (i["metadata"]["name"].lower(), i["metadata"]["version"])
-        for i in json.loads((tmp_path / "report.json").read_text())["install"]
+        for i in json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))["install"]
     }
     assert found == {(n.lower(), v) for n, v in (r.split("==") for r in reqs)}
 
@@ -186,7 +186,7 @@ def test_prune_keeps_base_keys_and_what_they_refer_to():
 
 def _ceph_train(**overrides):
     cfg = BUNDLES / "scn_ceph" / "configs"
-    return merge_configs([cfg / "train.yaml", cfg / "cpu.yaml"], overrides)
+    return merge_configs([cfg / "train.yaml", cfg / "cpu.yaml"], overrides, root=cfg.parent)
 
 
 def _optional_ids_ok(config: dict, tmp_path: Path) -> dict:
@@ -195,7 +195,7 @@ def _optional_ids_ok(config: dict, tmp_path: Path) -> dict:
     from monai.bundle.properties import TrainProperties
 
     path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     meta = BUNDLES / "scn_ceph" / "configs" / "metadata.json"
     workflow = ConfigWorkflow(config_file=str(path), meta_file=str(meta), logging_file=False, workflow_type="train")
     workflow.parser.parse(reset=True)  # as initialize() does, without running the config's initialize expressions
@@ -268,7 +268,7 @@ def test_config_references_are_found_and_rewritten_to_the_vendored_copy():
 def _write(root: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
+        (root / rel).write_text(text, encoding="utf-8")
 
 
 def test_vendored_code_follows_imports_and_imports_nothing_from_the_original(tmp_path, monkeypatch):
@@ -294,7 +294,7 @@ def test_vendored_code_follows_imports_and_imports_nothing_from_the_original(tmp
     assert third == {"monai": ["pkgb.util"], "nibabel": ["pkgb.util"]}
     code = vendor_modules(modules, tmp_path / "out" / "vendored_pkg", dirs)
     assert "pkga/table.json" in code.files and not (tmp_path / "out" / "vendored_pkg" / "pkga" / "unused.py").exists()
-    text = (tmp_path / "out" / "vendored_pkg" / "pkga" / "core.py").read_text()
+    text = (tmp_path / "out" / "vendored_pkg" / "pkga" / "core.py").read_text(encoding="utf-8")
     assert "from ..pkgb.util import g" in text and "from .lazy import h" in text
     monkeypatch.syspath_prepend(str(tmp_path / "out"))
     vendored = importlib.import_module("vendored_pkg.pkga")
@@ -335,7 +335,7 @@ def fresh_python(tmp_path_factory) -> Path:
     python = root / "venv" / "bin" / "python"
     site = Path(
         subprocess.check_output(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True, encoding="utf-8"
         ).strip()
     )
     packages = root / "packages"
@@ -344,9 +344,9 @@ def fresh_python(tmp_path_factory) -> Path:
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if not hidden.match(entry.name):
             (packages / entry.name).symlink_to(entry)
-    (site / "environment.pth").write_text(f"{packages}\n")
+    (site / "environment.pth").write_text(f"{packages}\n", encoding="utf-8")
     probe = "import importlib.util as u; print([u.find_spec(m) is not None for m in ('mlm', 'transforms', 'monai')])"
-    seen = subprocess.check_output([python, "-c", probe], text=True, cwd=root, env=_clean_env())
+    seen = subprocess.check_output([python, "-c", probe], text=True, cwd=root, env=_clean_env(), encoding="utf-8")
     assert seen.strip() == "[False, False, True]"
     return python
 
@@ -361,8 +361,9 @@ def _run_source_bundle(bundle: str, configs: list[str], overrides: dict) -> None
     from monai.bundle import ConfigWorkflow
 
     folder = BUNDLES / bundle
-    threads = torch.get_num_threads()
+    threads, cwd = torch.get_num_threads(), os.getcwd()
     torch.set_num_threads(1)
+    os.chdir(folder)  # as the README's commands run: the bundle's config macros are relative to its folder
     try:
         workflow = ConfigWorkflow(
             config_file=[str(folder / "configs" / c) for c in configs],
@@ -375,6 +376,7 @@ def _run_source_bundle(bundle: str, configs: list[str], overrides: dict) -> None
         workflow.run()
         workflow.finalize()
     finally:
+        os.chdir(cwd)
         torch.set_num_threads(threads)
 
 
@@ -426,13 +428,15 @@ def test_exported_inference_runs_without_the_project_and_equals_the_source_bundl
         "--max_items",
         "2",
     ]
-    result = subprocess.run(cmd, cwd=exported.path, env=_clean_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        cmd, cwd=exported.path, env=_clean_env(), capture_output=True, text=True, timeout=300, encoding="utf-8"
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     ours = sorted((exported.root / "reference" / "predictions").glob("*_landmarks.json"))
     theirs = sorted((out / "predictions").glob("*_landmarks.json"))
     assert len(ours) == 2 and [p.name for p in theirs] == [p.name for p in ours]
     for a_path, b_path in zip(ours, theirs):
-        a, b = json.loads(a_path.read_text()), json.loads(b_path.read_text())
+        a, b = json.loads(a_path.read_text(encoding="utf-8")), json.loads(b_path.read_text(encoding="utf-8"))
         assert {k: v for k, v in a.items() if k not in ("points", "voxel_points", "values")} == {
             k: v for k, v in b.items() if k not in ("points", "voxel_points", "values")
         }
@@ -453,7 +457,9 @@ def test_exported_bundle_passes_the_model_zoo_checks(exported, fresh_python):
         "--work",
         str(exported.root / "zoo"),
     ]
-    result = subprocess.run(cmd, cwd=exported.root, env=_clean_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        cmd, cwd=exported.root, env=_clean_env(), capture_output=True, text=True, timeout=300, encoding="utf-8"
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     done = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("ZOO_CHECKS "))[11:])
     assert done["large_files"] == ["models/model.pt"] and done["directory"] and done["metadata"]
@@ -472,21 +478,26 @@ def test_exported_bundle_is_self_contained(exported):
     assert state.keys() == trained.keys() and all(torch.equal(state[k], trained[k]) for k in state)
     # configs name the vendored code only, and no folder of this repository
     for name in ("train", "inference", "evaluate", "multi_gpu_train"):
-        text = (path / "configs" / f"{name}.yaml").read_text()
+        text = (path / "configs" / f"{name}.yaml").read_text(encoding="utf-8")
         assert config_references(yaml.safe_load(text)) == set() and "../../" not in text
-    assert yaml.safe_load((path / "configs" / "inference.yaml").read_text())["dataset_dir"] == DEFAULT_DATASET_DIR
+    assert (
+        yaml.safe_load((path / "configs" / "inference.yaml").read_text(encoding="utf-8"))["dataset_dir"]
+        == DEFAULT_DATASET_DIR
+    )
     for source in (path / "scripts").rglob("*.py"):
-        assert not re.search(r"^\s*(from|import)\s+(mlm|transforms)\b", source.read_text(), re.M), source
+        assert not re.search(r"^\s*(from|import)\s+(mlm|transforms)\b", source.read_text(encoding="utf-8"), re.M), (
+            source
+        )
     # metadata: the evaluation report's numbers
-    meta = json.loads((path / "configs" / "metadata.json").read_text())
-    report = json.loads((exported.root / "eval" / "metrics.json").read_text())
+    meta = json.loads((path / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    report = json.loads((exported.root / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert meta["eval_metrics"]["mean_point_error_mm"] == report["pe_mean"]
     assert meta["eval_metrics"] == eval_metrics_from_report(report)
     # large_files.yml: the URL given and the weights' hash
-    large = yaml.safe_load((path / "large_files.yml").read_text())["large_files"]
+    large = yaml.safe_load((path / "large_files.yml").read_text(encoding="utf-8"))["large_files"]
     assert large[0]["url"] == f"https://example.org/{exported.bundle}/model.pt"
     assert large[0]["hash_val"] == zoo_hash(path / "models" / "model.pt", large[0]["hash_type"])
-    readme = (path / "docs" / "README.md").read_text()
+    readme = (path / "docs" / "README.md").read_text(encoding="utf-8")
     for section in ("# Model Overview", "## Data", "## Training configuration", "## Performance", "# References"):
         assert section in readme
     assert f"{report['pe_mean']:.4g}" in readme
@@ -509,11 +520,11 @@ def test_export_refuses_a_checkpoint_of_another_network_and_an_existing_folder(c
     with pytest.raises(ExportError, match="does not fit the exported network_def"):
         export_bundle("scn_ceph", spine_trained / "models" / "model.pt", tmp_path / "a", ["cpu.yaml"], tiny)
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "notes.txt").write_text("mine")
+    (tmp_path / "b" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(ExportError, match="not empty"):
         export_bundle("scn_ceph", ceph_trained / "models" / "model.pt", tmp_path / "b", ["cpu.yaml"], tiny)
     with pytest.raises(ExportError, match="not a bundle folder"):
         export_bundle(
             "scn_ceph", ceph_trained / "models" / "model.pt", tmp_path / "b", ["cpu.yaml"], tiny, overwrite=True
         )
-    assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "b" / "notes.txt").read_text(encoding="utf-8") == "mine"

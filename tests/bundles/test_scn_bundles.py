@@ -125,17 +125,17 @@ def test_checkpoint_from_another_bundle_is_refused_with_both_counts(ceph_data, s
 
 
 @pytest.mark.parametrize("bundle", ["scn_spine_ct", "scn_ceph", "scn_hand_xray", "scn_hand_mri"])
-def test_metadata_and_network_io_verify(bundle):
+def test_metadata_and_network_io_verify(bundle, monkeypatch):
     from monai.bundle import verify_metadata, verify_net_in_out
 
     from mlm.bundle import metadata_schema_path
 
-    configs = BUNDLES / bundle / "configs"
-    verify_metadata(meta_file=str(configs / "metadata.json"), filepath=metadata_schema_path())
+    monkeypatch.chdir(BUNDLES / bundle)  # as the README's commands run: in the bundle's folder
+    verify_metadata(meta_file="configs/metadata.json", filepath=metadata_schema_path())
     verify_net_in_out(
         net_id="network_def",
-        meta_file=str(configs / "metadata.json"),
-        config_file=str(configs / "inference.yaml"),
+        meta_file="configs/metadata.json",
+        config_file="configs/inference.yaml",
         device="cpu",
         **{"num_filters": 4},
     )
@@ -171,15 +171,11 @@ def test_bundle_files_present():
 def test_spine_demo_override_networks_fit_their_windows(unet, z4):
     """demo.yaml (the demo's size) and demo_z4.yaml (4 mm along z, the accuracy script's): SCN and 4-level U-Net map a
     window to 26 heatmaps; the SCN's spatial-configuration component trains at 0.1x the rate, the U-Net at one rate."""
-    from monai.bundle import ConfigParser
+    from mlm.bundle import bundle_config_parser
 
-    configs = BUNDLES / "scn_spine_ct" / "configs"
     files = ["train.yaml", "cpu.yaml", "demo.yaml"] + (["demo_z4.yaml"] if z4 else []) + (["unet.yaml"] if unet else [])
-    parser = ConfigParser()
-    parser.read_config([str(configs / f) for f in files])
-    parser["num_filters"] = 4
-    if unet:
-        parser["network_def#num_levels"] = 4
+    overrides = {"num_filters": 4, **({"network_def#num_levels": 4} if unet else {})}
+    parser = bundle_config_parser(BUNDLES / "scn_spine_ct", files, overrides)
     size = [24, 24, 96] if z4 else [24, 24, 48]
     assert parser["pixdim"] == ([8.0, 8.0, 4.0] if z4 else 8.0) and parser["patch_size"] == size
     net = parser.get_parsed_content("network_def")
