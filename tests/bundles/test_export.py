@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 import zoo_checks
-from _bundle_runs import BUNDLES, CEPH_TINY, SPINE_TINY
+from _bundle_runs import BUNDLES, CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, SPINE_TINY
 
 from mlm.bundle.export import DEFAULT_DATASET_DIR, ExportError, export_bundle, network_state_dict
 from mlm.bundle.vendor import (
@@ -50,6 +50,8 @@ ALL_BUNDLES = ("scn_ceph", "scn_spine_ct", "scn_hand_xray", "scn_hand_mri")
 CASES = {
     "scn_ceph": ("ceph_data", "ceph_trained", CEPH_TINY),
     "scn_spine_ct": ("spine_data", "spine_trained", [*SPINE_TINY, "--sigma", "1.0"]),
+    "scn_hand_xray": ("hand_xray_data", "hand_xray_trained", HAND_XRAY_TINY),
+    "scn_hand_mri": ("hand_mri_data", "hand_mri_trained", [*HAND_MRI_TINY, "--sigma", "1.0"]),
 }
 #: largest difference of predicted coordinates (mm) between the exported and the source bundle
 POINT_TOLERANCE_MM = 1e-6
