@@ -6,8 +6,10 @@ bundle's relative paths (``configs/...``, ``bundle_root``) resolve as documented
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -25,6 +27,7 @@ __all__ = [
     "read_metrics",
     "run_bundle",
     "run_bundle_step",
+    "stream_progress",
 ]
 
 #: the root of this checkout and its ``bundles/`` folder
@@ -121,8 +124,42 @@ def run_bundle(
         return subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
 
 
+#: lines of a bundle run's output shown in the terminal by :func:`run_bundle_step` (the rest goes to its log only)
+PROGRESS_LINES = re.compile(r"Metrics --|Key metric|train_loss: |^error: |^evaluated |^MRE |^SDR|^ID rate|^report ")
+
+
+def stream_progress(process: subprocess.Popen, log, terminal=None, every: int = 50) -> None:
+    """Copy a bundle run's output to ``log`` and show its progress in ``terminal`` while it runs.
+
+    ``process`` has a binary ``stdout`` pipe. Shown: ignite's progress bar (redrawn on one line), every ``every``-th ``train_loss`` log line, validation
+    metrics, the evaluation summary and the final error line; everything else is in the log file only.
+    """
+    terminal = terminal or sys.stdout
+    losses = 0
+    buffer = ""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # bytes: text mode would turn \r into \n
+    for raw in iter(lambda: process.stdout.read1(4096), b""):
+        chunk = decoder.decode(raw)
+        log.write(chunk)
+        buffer += chunk
+        *parts, buffer = re.split(r"(\r|\n)", buffer)
+        for text, sep in zip(parts[::2], parts[1::2]):
+            if sep == "\r" and "|" in text and "/" in text:  # a progress-bar redraw
+                terminal.write("\r  " + text.strip()[-110:])
+            elif sep == "\n" and PROGRESS_LINES.search(text):
+                if "train_loss: " in text:
+                    losses += 1
+                    if losses % every:
+                        continue
+                terminal.write("\r  " + text.strip()[-150:] + "\n")
+        terminal.flush()
+    terminal.write("\n")
+    terminal.flush()
+
+
 def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str], log_file: str | os.PathLike) -> str:
-    """One step of a scripted workflow: print the command as a user would type it, run it logging to ``log_file``.
+    """One step of a scripted workflow: print the command as a user would type it, run it logging to ``log_file``
+    and showing its progress (:func:`stream_progress`) in the terminal.
 
     Returns:
         the printed command line (``cd bundles/<bundle> && python -m monai.bundle run ...``).
@@ -134,7 +171,16 @@ def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str
     line = f"(cd bundles/{bundle} && {printable})"
     print(f"\n$ {line}", flush=True)
     t0 = time.perf_counter()
-    result = run_bundle(bundle, configs, overrides, capture=False, log_file=log_file)
+    folder = BUNDLES_DIR / bundle
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = bundle_command(configs, overrides)
+    with open(log_file, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            stream_progress(process, log)
+        finally:
+            process.wait()
+    result = subprocess.CompletedProcess(cmd, process.returncode)
     print(f"  {time.perf_counter() - t0:.0f} s, log: {log_file}", flush=True)
     if result.returncode != 0:
         tail = Path(log_file).read_text(encoding="utf-8")[-4000:]

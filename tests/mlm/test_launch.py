@@ -26,3 +26,30 @@ def test_existing_phantom_is_reused_and_a_different_size_is_reported(tmp_path, c
     ensure_phantom("spine_ct", tmp_path, num_images=120)
     out = capsys.readouterr().out
     assert "note: 120 images were asked for" in out and str(tmp_path) in out
+
+
+def test_stream_progress_shows_the_bar_and_metrics_and_logs_everything():
+    import io
+    import subprocess
+    import sys
+
+    from mlm.bundle.launch import stream_progress
+
+    script = (
+        "import sys\n"
+        "print('2026 - INFO - loading data')\n"
+        "for i in range(1, 4):\n"
+        "    sys.stdout.write(f'Epoch [1/1]: [{i}/3]  {33 * i}%|###| [00:0{i}<00:00]\\r')\n"
+        "    print(f'2026 - INFO - Epoch: 1/1, Iter: {i}/3 -- train_loss: {10 - i}.0 ')\n"
+        "print('2026 - INFO - Epoch[1] Metrics -- val_mre: 1.2345 ')\n"
+        "print('error: data/x.json: broken.')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log, terminal = io.StringIO(), io.StringIO()
+    stream_progress(process, log, terminal, every=2)
+    process.wait()
+    shown = terminal.getvalue()
+    assert "loading data" in log.getvalue() and "loading data" not in shown  # noise only in the log
+    assert "Epoch [1/1]: [3/3]" in shown and "val_mre: 1.2345" in shown and "error: data/x.json: broken." in shown
+    assert "train_loss: 8.0" in shown and "train_loss: 9.0" not in shown  # every 2nd loss line
+    assert log.getvalue().count("train_loss") == 3
