@@ -33,7 +33,9 @@ BUNDLE = "scn_spine_ct"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--iterations", type=int, default=2000, help="training iterations (default 2000, ~9 min on 2 cores)")
+    p.add_argument(
+        "--iterations", type=int, default=2000, help="training iterations (default 2000, about 7 min on 2 cores)"
+    )
     p.add_argument("--val-interval", type=int, default=500, help="validate and checkpoint every N iterations")
     p.add_argument("--out", type=Path, default=REPO / "runs" / "demo", help="output folder (default runs/demo)")
     p.add_argument("--dataset-dir", type=Path, default=REPO / "data" / "phantoms" / "spine_ct")

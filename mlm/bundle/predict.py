@@ -94,7 +94,7 @@ MANAGED_KEYS = ("dataset_dir", "infer_split", "ckpt_path", "output_dir", "predic
 SUMMARY_FILE = "predictions.csv"
 #: the split of the temporary datalist
 _SPLIT = "predict"
-#: the suffix of the bundle's prediction files (``mlm.prediction.SaveLandmarksd``)
+#: the suffix of the bundle's prediction files (``transforms.post.SaveLandmarksd``)
 _BUNDLE_SUFFIX = "_landmarks.json"
 
 

@@ -50,7 +50,7 @@ class VendoredCode:
         modules: dotted names (project namespace, e.g. ``"mlm.networks.scn"``) of the modules copied.
         files: paths of the files written, relative to the destination folder (``scripts/``).
         third_party: top-level names of the non-standard-library modules the copied code imports, each with the
-            modules that import it (``{"nibabel": ["mlm.prediction", ...]}``), including ``optional_import`` names.
+            modules that import it (``{"nibabel": ["transforms.post.array", ...]}``), including ``optional_import`` names.
         lines: source lines copied.
     """
 

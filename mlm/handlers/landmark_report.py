@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from mlm.heatmaps import world_to_voxel
 from mlm.metrics import (
     DEFAULT_PIXEL_RADII,
     DEFAULT_RADII,
@@ -22,8 +21,8 @@ from mlm.metrics import (
     point_errors,
     summarize_errors,
 )
-from mlm.prediction import image_affine
 from mlm.reports import write_metrics_csv, write_metrics_json
+from transforms.geometry import image_affine, world_to_voxel
 from transforms.io.atomic import output_path
 from transforms.landmarks import dropped_landmark_counts
 
@@ -46,7 +45,7 @@ class LandmarkReportHandler:
     """Collect predictions and ground truth (world mm) of an evaluator run and write the evaluation report.
 
     Reads, per decollated item of ``engine.state.output``: ``pred_key`` and ``label_key``, both ``(N, D)`` world mm
-    (the output of :class:`mlm.prediction.HeatmapsToLandmarksd` / :class:`mlm.prediction.LandmarksToWorldd`),
+    (the output of :class:`transforms.post.HeatmapsToLandmarksd` / :class:`transforms.post.LandmarksToWorldd`),
     the preprocessed image under ``image_key`` (for the overlays) and the item id from ``engine.state.batch``.
     At ``Events.COMPLETED`` it writes to ``output_dir``:
 

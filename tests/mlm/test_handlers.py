@@ -29,8 +29,9 @@ from mlm.handlers import (
     TrainingCheckpointSaver,
 )
 from mlm.losses import SCNHeatmapLoss
-from mlm.prediction import HeatmapsToLandmarksd, LandmarksToWorldd, landmark_record
 from transforms.io import read_landmark_file
+from transforms.io.prediction_files import landmark_record
+from transforms.post import HeatmapsToLandmarksd, LandmarksToWorldd
 
 torch.set_num_threads(1)
 

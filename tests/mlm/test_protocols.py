@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from mlm.data.datalist import write_datalist
-from mlm.prediction import landmark_record
 from mlm.protocols import evaluate_protocol, format_markdown, ground_truth_world, write_protocol_report
 from transforms.io.landmark_files import write_landmark_file
+from transforms.io.prediction_files import landmark_record
 
 REPO = Path(__file__).resolve().parents[2]
 NAN = np.nan
@@ -365,7 +365,7 @@ def _bundle_evaluation_ground_truth(
 
     from mlm.bundle import landmark_preprocessing
     from mlm.engines import PrepareLandmarkBatch
-    from mlm.prediction import LandmarksToWorldd
+    from transforms.post import LandmarksToWorldd
 
     class NoNetwork(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

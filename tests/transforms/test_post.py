@@ -6,8 +6,6 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-import mlm.prediction
-import transforms.post
 from transforms.heatmap import gaussian_heatmaps
 from transforms.io.prediction_files import read_prediction_file
 from transforms.post import (
@@ -64,9 +62,3 @@ def test_save_landmarks_writes_a_prediction_file_that_reads_back_as_ras(tmp_path
     SaveLandmarksd("pred", output_dir=tmp_path / "d", names=["S", "N"])({"pred": world, "image": _image()})
     again, _ = read_prediction_file(tmp_path / "d" / "ceph_01_landmarks.json")  # id from the image file name
     np.testing.assert_array_equal(again, points)
-
-
-def test_mlm_prediction_re_exports_the_transforms():
-    """The bundle configs name ``mlm.prediction.X``: the same classes as ``transforms.post.X``."""
-    for name in ("HeatmapsToLandmarksd", "LandmarksToWorldd", "SaveLandmarksd", "outside_original_image"):
-        assert getattr(mlm.prediction, name) is getattr(transforms.post, name)
