@@ -19,16 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
+from mlm.bundle.configs import add_overrides_argument
 from mlm.bundle.export import DEFAULT_DATASET_DIR, export_bundle
-
-
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,15 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (models/model.pt of train.yaml)")
     p.add_argument("--out", type=Path, required=True, help="folder of the exported bundle")
     p.add_argument("--configs", nargs="*", default=[], help="overlays the model was trained with, in order")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        type=_override,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a command-line override of the training run (repeat as needed)",
-    )
+    add_overrides_argument(p, help="a command-line override of the training run (repeat as needed)")
     p.add_argument("--eval-report", type=Path, help="metrics.json of evaluate.yaml for this checkpoint")
     p.add_argument("--url", help="download URL of models/model.pt (large_files.yml)")
     p.add_argument("--ts-url", help="download URL of models/model.ts (large_files.yml)")

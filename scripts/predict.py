@@ -24,14 +24,7 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
+from mlm.bundle.configs import add_overrides_argument
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,15 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", type=Path, required=True, help="folder of the images")
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.add_argument("--configs", nargs="*", default=[], help="overlays of configs/inference.yaml the model needs")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        type=_override,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override of the training run (repeat as needed)",
-    )
+    add_overrides_argument(p, help="a config override of the training run (repeat as needed)")
     p.add_argument(
         "--spacing",
         type=float,

@@ -10,13 +10,16 @@ against the bundle's folder instead with :func:`resolve_file_macros`, or builds 
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bundle_config_parser", "resolve_file_macros"]
+import yaml
+
+__all__ = ["add_overrides_argument", "bundle_config_parser", "resolve_file_macros"]
 
 _MACRO = "%"
 
@@ -98,3 +101,18 @@ def bundle_config_parser(
         parser[str(key).replace("#", "::")] = value
     parser.set(resolve_file_macros(parser.get(), folder))
     return parser
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE read as YAML)``, as ``python -m monai.bundle run --KEY VALUE`` reads it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) on a script's command line: a list of ``(key, value)`` in ``overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", type=_override, action="append", default=[], metavar="KEY=VALUE", help=help
+    )
