@@ -126,7 +126,9 @@ def convert_hand_xray(
     """Convert the hand X-ray layout into the project's datalist format.
 
     Writes ``output_dir/landmarks/<id>.json`` (voxel ``(x, y)``), ``datalist.json`` (all images
-    with annotations in ``training``) and, for each ``cv_dir/set{k}/train.txt, test.txt``,
+    with annotations in ``training``; when split files ``train.txt``, ``valid.txt`` (or ``val.txt``) and
+    ``test.txt`` lie beside the annotation table, its splits ``training``, ``validation`` and ``test``) and, for
+    each ``cv_dir/set{k}/train.txt, test.txt``,
     ``datalist_cv{k}.json`` (``training``/``test``); other ``*.txt`` in a set folder (e.g.
     ``train_10.txt``) become extra splits named after the file.
 
@@ -165,6 +167,14 @@ def convert_hand_xray(
         return [i for i in ids if i in images]
 
     split_sets = {"datalist.json": {"training": present}}
+    # a layout with its own split files beside all.csv (e.g. the 112-image half-resolution set: train.txt, valid.txt)
+    direct = {}
+    for stem, name in (("train", "training"), ("valid", "validation"), ("val", "validation"), ("test", "test")):
+        f = all_csv.parent / f"{stem}.txt"
+        if f.is_file() and name not in direct:
+            direct[name] = keep(read_id_list(f), f)
+    if direct:
+        split_sets["datalist.json"] = direct
     if cv_dir is None and (root / "setup" / "cv").is_dir():
         cv_dir = root / "setup" / "cv"
     if cv_dir is not None:

@@ -64,10 +64,11 @@ def test_hand_atlas_real_images_convert_with_37_landmarks_and_load_grey(shared_d
         pytest.skip(f"the hand atlas images are not at {root}")
     convert_hand_xray(root, tmp_path)
     data = json.loads((tmp_path / "datalist.json").read_text(encoding="utf-8"))
-    ids = {item["id"] for item in data["training"]}
     train = (root / "setup" / "train.txt").read_text(encoding="utf-8").split()
     valid = (root / "setup" / "valid.txt").read_text(encoding="utf-8").split()
-    assert len(ids) == 112 and (len(train), len(valid)) == (91, 21) and ids == set(train) | set(valid)
+    # the layout's own split files become the datalist's training and validation splits (91 / 21)
+    assert [item["id"] for item in data["training"]] == train and [item["id"] for item in data["validation"]] == valid
+    assert (len(train), len(valid)) == (91, 21) and not set(train) & set(valid)
     item = {**data["training"][0]}
     item["image"] = str((tmp_path / item["image"]).resolve())
     item["landmarks"] = str(tmp_path / item["landmarks"])
