@@ -19,6 +19,7 @@ iterated further. With ``num_iterations > 1`` each accepted estimate is refined 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +31,19 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from torch import nn
 
+from mlm.engines import PrepareLandmarkBatch, _names
 from mlm.heatmaps import decode_heatmaps, voxel_to_world, world_to_voxel
 from transforms.geometry import image_affine, spatial_affine
-from transforms.patches import LandmarkPatches
+from transforms.patches import LandmarkPatches, isotropic_offsets
 
-__all__ = ["Refinement", "PatchRefiner", "PatchRefinerd", "REJECT_MODES", "offset_sigma_from_errors"]
+__all__ = [
+    "Refinement",
+    "PatchRefiner",
+    "PatchRefinerd",
+    "PrepareJitteredCenters",
+    "REJECT_MODES",
+    "offset_sigma_from_errors",
+]
 
 #: what happens to a landmark whose refined estimate is rejected.
 REJECT_MODES = ("keep", "missing")
@@ -300,3 +309,58 @@ class PatchRefinerd(MapTransform):
                 ref = d[self.voxel_ref_key]
                 d[voxel_key] = world_to_voxel(result.points, image_affine(ref, result.points.shape[-1]))
         return d
+
+
+class PrepareJitteredCenters(PrepareLandmarkBatch):
+    """``prepare_batch`` of the refinement stage's validation: the image, the ground truth, and as the
+    :class:`PatchRefiner`'s ``centers`` the ground truth (world mm) plus an offset drawn as in training
+    (:class:`transforms.patches.RandLandmarkPatches`: ``offset_sigma``, ``offset_df``, ``max_offset``).
+
+    The offsets of an image depend only on ``seed`` and its file name, so every validation of a run (and of any
+    run) sees the same starting points: the validation MRE measures the refinement alone, without a global model.
+    Missing landmarks (NaN) stay missing.
+
+    Args:
+        offset_sigma: per-axis scale of the offset, mm (a float, or N floats: one per landmark).
+        offset_df: Student t degrees of freedom, None for Gaussian.
+        max_offset: largest offset length, mm (None: no clipping).
+        seed: base seed of the offsets.
+        image_key, landmarks_key, num_landmarks: see :class:`mlm.engines.PrepareLandmarkBatch`.
+
+    Returns (from ``__call__``): ``(image, landmarks, (centers,), {})`` with ``centers`` ``(B, N, D)`` float64.
+    """
+
+    def __init__(
+        self,
+        offset_sigma: float | Sequence[float] = 2.0,
+        offset_df: float | None = None,
+        max_offset: float | None = None,
+        seed: int = 0,
+        image_key: str = "image",
+        landmarks_key: str = "landmarks",
+        num_landmarks: int | None = None,
+    ) -> None:
+        super().__init__(image_key, landmarks_key, num_landmarks)
+        self.offset_sigma = np.atleast_1d(np.asarray(offset_sigma, dtype=np.float64))
+        self.offset_df = offset_df
+        self.max_offset = max_offset
+        self.seed = int(seed)
+
+    def __call__(self, batchdata: Mapping[str, Any], device=None, non_blocking: bool = False, **kwargs: Any):
+        image, landmarks = super().__call__(batchdata, device, non_blocking, **kwargs)
+        if landmarks is None:
+            raise ValueError("PrepareJitteredCenters: the batch has no ground-truth landmarks to start from.")
+        dims = image.ndim - 2
+        names = _names(image)
+        affines = image.affine if isinstance(image, MetaTensor) else torch.eye(dims + 1, dtype=torch.float64)
+        affines = torch.as_tensor(affines, dtype=torch.float64).cpu()
+        affines = affines if affines.ndim == 3 else affines[None].expand(image.shape[0], -1, -1)
+        centers = []
+        for b in range(image.shape[0]):
+            world = voxel_to_world(_plain(landmarks[b]).to(torch.float64), spatial_affine(affines[b], dims))
+            name = names[b] if len(names) == image.shape[0] else f"{b}"
+            rng = np.random.RandomState((self.seed + zlib.crc32(name.encode("utf-8"))) % 2**32)
+            sigma = self.offset_sigma if self.offset_sigma.size == 1 else self.offset_sigma[: world.shape[0]]
+            offsets = isotropic_offsets(rng, world.shape[0], dims, sigma, self.offset_df, self.max_offset)
+            centers.append(torch.as_tensor(world) + torch.as_tensor(offsets))
+        return image, landmarks, (torch.stack(centers),), {}

@@ -40,7 +40,7 @@ from transforms.landmarks.dictionary import LoadLandmarksd, SetSpacingd, TrackLa
 from transforms.spatial.affine import RandScaledAffined
 from transforms.spatial.dictionary import EnsureSpatialDimsd, RandLandmarkElasticd, ResizeToFitd
 
-__all__ = ["SCN_DEFAULTS", "scn_preprocessing", "scn_train_augmentation"]
+__all__ = ["SCN_DEFAULTS", "normalization_transforms", "scn_preprocessing", "scn_train_augmentation"]
 
 #: Paper/code defaults per spatial dimension (METHODS.md section 4).
 SCN_DEFAULTS = {
@@ -84,6 +84,27 @@ def _per_axis(value: float | Sequence[float], spatial_dims: int, name: str) -> t
     if len(vals) != spatial_dims:
         raise ValueError(f"{name} {value} does not match {spatial_dims} spatial dims.")
     return vals
+
+
+def normalization_transforms(normalization: str | None, spatial_dims: int = 2, image_key: str = "image") -> list:
+    """The SCN pipelines' intensity normalisation as a list of dictionary transforms (empty for None).
+
+    ``"xray"`` ((I - 128) / 128), ``"ct"`` (HU / 2048), ``"mr"`` (1st/99th intensity percentiles of each image to
+    [-1, 1], clipped), ``"default"`` (xray in 2D, ct in 3D) or None.
+    """
+    if normalization == "default":
+        normalization = _defaults(spatial_dims)["normalization"]
+    if normalization == "xray":
+        return [NormalizeXRayd(keys=image_key)]
+    if normalization == "ct":
+        return [NormalizeCTd(keys=image_key)]
+    if normalization == "mr":
+        return [
+            ScaleIntensityRangePercentilesd(keys=image_key, lower=1.0, upper=99.0, b_min=-1.0, b_max=1.0, clip=True)
+        ]
+    if normalization is not None:
+        raise ValueError(f"normalization must be 'xray', 'ct', 'mr', 'default' or None, got {normalization!r}.")
+    return []
 
 
 def scn_preprocessing(
@@ -167,16 +188,7 @@ def scn_preprocessing(
     else:
         xs.append(Resized(keys=image_key, spatial_size=spatial_size, mode="bilinear"))
     xs.append(TrackLandmarksd(keys=landmark_key, ref_key=image_key))
-    if normalization == "xray":
-        xs.append(NormalizeXRayd(keys=image_key))
-    elif normalization == "ct":
-        xs.append(NormalizeCTd(keys=image_key))
-    elif normalization == "mr":
-        xs.append(
-            ScaleIntensityRangePercentilesd(keys=image_key, lower=1.0, upper=99.0, b_min=-1.0, b_max=1.0, clip=True)
-        )
-    elif normalization is not None:
-        raise ValueError(f"normalization must be 'xray', 'ct', 'mr', 'default' or None, got {normalization!r}.")
+    xs.extend(normalization_transforms(normalization, spatial_dims, image_key))
     return xs
 
 

@@ -32,7 +32,12 @@ from mlm.bundle.distributed import (
 from mlm.bundle.errors import error_summary, install_error_hook, is_bundle_run, root_cause
 from mlm.bundle.landmarks import datalist_landmark_names, datalist_num_landmarks
 from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
-from mlm.bundle.pipelines import landmark_preprocessing, random_window_crop
+from mlm.bundle.pipelines import (
+    PatchNormalization,
+    full_resolution_preprocessing,
+    landmark_preprocessing,
+    random_window_crop,
+)
 from mlm.bundle.random_states import GlobalRandomStates
 from mlm.bundle.resumable_dataset import ResumableCacheDataset
 from mlm.bundle.sampling import DataPosition, ResumableSampler, SampleKey, sample_seed
@@ -42,6 +47,7 @@ from mlm.bundle.training_length import num_epochs
 __all__ = [
     "LR_SCHEDULES",
     "DataPosition",
+    "PatchNormalization",
     "GlobalRandomStates",
     "ResumableCacheDataset",
     "ResumableSampler",
@@ -56,6 +62,7 @@ __all__ = [
     "datalist_num_landmarks",
     "distributed_device",
     "error_summary",
+    "full_resolution_preprocessing",
     "init_distributed",
     "install_error_hook",
     "is_bundle_run",

@@ -1,16 +1,18 @@
-"""Transform pipelines the bundles compose: preprocessing with or without landmarks, and the random training window."""
+"""Transform pipelines the bundles compose: preprocessing with or without landmarks, the random training window, and
+the refinement stage's full-resolution image and patch normalisation (``configs/refine*.yaml``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from monai.transforms import LoadImaged, RandSpatialCropd, SpatialPadd
+import torch
+from monai.transforms import Compose, CopyItemsd, LoadImaged, RandSpatialCropd, SpatialPadd
 
 from transforms.io.images import CheckedLoadImaged
 from transforms.landmarks.dictionary import LoadLandmarksd, TrackLandmarksd
-from transforms.presets import scn_preprocessing
+from transforms.presets import normalization_transforms, scn_preprocessing
 
-__all__ = ["landmark_preprocessing", "random_window_crop"]
+__all__ = ["PatchNormalization", "full_resolution_preprocessing", "landmark_preprocessing", "random_window_crop"]
 
 
 def landmark_preprocessing(
@@ -93,3 +95,71 @@ def random_window_crop(
         RandSpatialCropd(keys=image_key, roi_size=list(roi_size), random_size=False),
         TrackLandmarksd(keys=landmark_key, ref_key=image_key),
     ]
+
+
+def full_resolution_preprocessing(
+    spatial_dims: int,
+    num_landmarks: int | None = None,
+    with_landmarks: bool = True,
+    image_key: str = "image",
+    source_key: str | None = None,
+    landmark_key: str = "landmarks",
+    outside: str = "error",
+    spacing_key: str | None = "spacing",
+    channels: int | None = 1,
+    image_reader: str | None = None,
+) -> list:
+    """The image as read (no resampling, no cropping, no intensity normalisation), for the refinement stage.
+
+    :func:`landmark_preprocessing` with the image's own spacing and grid: load (checked, one channel), the pixel
+    spacing of pixel-only images (the item's ``spacing``), the landmarks in its voxel grid (``with_landmarks``),
+    RAS orientation in 3D. The patches are cut from it (:class:`transforms.patches.RandLandmarkPatchesd`,
+    :class:`mlm.refine.PatchRefinerd`) and normalised afterwards (:class:`PatchNormalization`, or
+    :func:`transforms.presets.normalization_transforms` after the patch step in training).
+
+    Args:
+        spatial_dims, num_landmarks, with_landmarks, landmark_key, outside, spacing_key, channels, image_reader:
+            as :func:`landmark_preprocessing`.
+        image_key: key to load the image into.
+        source_key: copy the image's file name from this key first (inference: the global stage keeps ``image``
+            and the full-resolution image goes to a second key), None to load ``image_key`` in place. Needs
+            ``with_landmarks=False`` (the landmarks are the global stage's).
+    """
+    if source_key is not None and with_landmarks:
+        raise ValueError("full_resolution_preprocessing: a copied image (source_key) is loaded without landmarks.")
+    xs = landmark_preprocessing(
+        spatial_dims=spatial_dims,
+        spacing=0.0,
+        spatial_size=(-1,) * spatial_dims,
+        num_landmarks=num_landmarks,
+        with_landmarks=with_landmarks,
+        image_key=image_key,
+        landmark_key=landmark_key,
+        outside=outside,
+        spacing_key=spacing_key,
+        normalization=None,
+        resize="pad_crop",
+        channels=channels,
+        image_reader=image_reader,
+    )
+    return xs if source_key is None else [CopyItemsd(keys=source_key, names=image_key), *xs]
+
+
+class PatchNormalization:
+    """The bundle's intensity normalisation applied to each patch of a batch ``(K, C, *P)`` separately (the
+    ``patch_transform`` of :class:`mlm.refine.PatchRefiner`): the same as in training, where it follows the patch
+    step (per-image statistics, e.g. ``"mr"``'s percentiles, are then per patch in both).
+
+    Args:
+        normalization: ``"xray"``, ``"ct"``, ``"mr"``, ``"default"`` or None, see
+            :func:`transforms.presets.normalization_transforms`.
+        spatial_dims: 2 or 3 (for ``"default"``).
+    """
+
+    def __init__(self, normalization: str | None, spatial_dims: int = 2) -> None:
+        self.transform = Compose(normalization_transforms(normalization, spatial_dims, "image"))
+
+    def __call__(self, patches: torch.Tensor) -> torch.Tensor:
+        if not self.transform.transforms:
+            return patches
+        return torch.stack([torch.as_tensor(self.transform({"image": p})["image"]) for p in patches])

@@ -5,7 +5,7 @@ from mlm.handlers.checkpoint_saver import AtomicCheckpointSaver, AtomicDiskSaver
 from mlm.handlers.gradient_clipping import GradientNormClipping
 from mlm.handlers.gradient_sync import AllReduceGradients
 from mlm.handlers.iteration_limit import IterationLimit
-from mlm.handlers.landmark_report import LandmarkReportHandler
+from mlm.handlers.landmark_report import LandmarkReportHandler, stage_reports
 from mlm.handlers.outside_summary import OutsideLandmarksSummary, count_dropped_landmarks
 from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
 from mlm.handlers.saturation_monitor import SpatialSaturationMonitor
@@ -29,4 +29,5 @@ __all__ = [
     "TrainingCheckpointSaver",
     "TrainingStopped",
     "count_dropped_landmarks",
+    "stage_reports",
 ]

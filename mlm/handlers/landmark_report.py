@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["LandmarkReportHandler"]
+__all__ = ["LandmarkReportHandler", "stage_reports"]
 
 
 def _np(x: Any) -> np.ndarray:
@@ -131,6 +132,17 @@ class LandmarkReportHandler:
         self.normalize_distance = float(normalize_distance)
         self.normalized_radii = self.mm_radii if normalized_radii is None else tuple(float(r) for r in normalized_radii)
         self.reset()
+
+    def for_stage(self, pred_key: str, output_dir: str | os.PathLike, method_name: str | None = None):
+        """A copy of this handler that reports ``pred_key`` into ``output_dir`` (another stage's predictions, e.g. a
+        coarse-to-fine run's ``pred_global``), with the same radii, names and normalisation, without overlays."""
+        other = copy.copy(self)
+        other.pred_key = pred_key
+        other.output_dir = Path(output_dir)
+        other.method_name = method_name or f"{self.method_name} ({pred_key})"
+        other.num_overlays = 0
+        other.reset()
+        return other
 
     def reset(self) -> None:
         self.ids: list[str] = []
@@ -324,3 +336,14 @@ class LandmarkReportHandler:
             )
         lines.append(f"report written to {self.output_dir}")
         return "\n".join(lines)
+
+
+def stage_reports(handlers: Sequence[Any], pred_key: str, subdir: str) -> list[LandmarkReportHandler]:
+    """For each :class:`LandmarkReportHandler` in ``handlers``, one that reports the stage ``pred_key`` into
+    ``<its output_dir>/<subdir>`` (:meth:`LandmarkReportHandler.for_stage`); an empty list when there is none
+    (inference without evaluate.yaml). ``refine_inference.yaml`` reports the global stage so."""
+    return [
+        h.for_stage(pred_key, h.output_dir / subdir, f"{h.method_name} ({subdir} stage)")
+        for h in handlers
+        if isinstance(h, LandmarkReportHandler)
+    ]

@@ -28,6 +28,8 @@ SHARED = (
     "multi_gpu_train.yaml",
     "cpu.yaml",
     "unet.yaml",
+    "refine.yaml",
+    "refine_inference.yaml",
     "logging.conf",
 )
 #: the longest block of consecutive config lines two bundles may have in common (the issue's bar: more than five fails)

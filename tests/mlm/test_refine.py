@@ -15,8 +15,9 @@ from monai.data import MetaTensor, list_data_collate
 from monai.transforms import Compose
 from torch import nn
 
+from mlm.bundle import PatchNormalization
 from mlm.heatmaps import gaussian_heatmaps
-from mlm.refine import PatchRefiner, PatchRefinerd, offset_sigma_from_errors
+from mlm.refine import PatchRefiner, PatchRefinerd, PrepareJitteredCenters, offset_sigma_from_errors
 from transforms.geometry import spatial_affine, voxel_to_world, world_to_voxel
 
 torch.set_num_threads(1)
@@ -246,3 +247,38 @@ def test_a_briefly_trained_refinement_network_reduces_the_global_error(phantom):
         before += (glob - truth).norm(dim=1).tolist()
         after += (refined - truth).norm(dim=1).tolist()
     assert np.mean(after) <= 0.75 * np.mean(before), (np.mean(before), np.mean(after))  # measured 1.77 -> 0.97 mm
+
+
+def _batch(name: str, landmarks) -> dict:
+    affine = torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0], dtype=torch.float64))
+    affine[:2, 3] = torch.tensor([10.0, -4.0])
+    image = MetaTensor(torch.zeros(1, 1, 40, 40), affine=affine, meta={"filename_or_obj": name})
+    return list_data_collate([{"image": image[0], "landmarks": torch.as_tensor(landmarks, dtype=torch.float64)}])
+
+
+def test_prepare_jittered_centers_offsets_the_world_truth_by_a_fixed_draw_per_file():
+    lm = [[4.0, 6.0], [float("nan"), float("nan")], [30.0, 12.0]]
+    prepare = PrepareJitteredCenters(offset_sigma=3.0, max_offset=2.5, seed=7, num_landmarks=3)
+    image, label, (centers,), kwargs = prepare(_batch("a.png", lm))
+    assert kwargs == {} and centers.shape == (1, 3, 2) and centers.dtype == torch.float64
+    world = voxel_to_world(torch.as_tensor(lm, dtype=torch.float64), spatial_affine(image.affine[0], 2))
+    offsets = centers[0] - world
+    assert torch.isnan(centers[0, 1]).all()
+    norms = torch.linalg.norm(offsets[[0, 2]], dim=1)
+    assert (norms > 0).all() and (norms <= 2.5 + 1e-9).all()
+    again = prepare(_batch("a.png", lm))[2][0]
+    other = prepare(_batch("b.png", lm))[2][0]
+    assert torch.allclose(again, centers, equal_nan=True)
+    assert not torch.allclose(other[0, [0, 2]], centers[0, [0, 2]])
+    with pytest.raises(ValueError, match="no ground-truth"):
+        prepare({"image": image})
+
+
+def test_patch_normalization_normalises_each_patch_on_its_own():
+    patches = torch.stack([torch.full((1, 4, 4), 0.0), torch.full((1, 4, 4), 255.0)])
+    np.testing.assert_allclose(PatchNormalization("xray", 2)(patches)[:, 0, 0, 0], [-1.0, (255 - 128) / 128])
+    mr = torch.stack([torch.arange(64.0).reshape(1, 4, 4, 4), 10 * torch.arange(64.0).reshape(1, 4, 4, 4)])
+    out = PatchNormalization("mr", 3)(mr)
+    torch.testing.assert_close(out[0], out[1])  # per-patch percentiles: the same after scaling one patch
+    assert out.min() == -1.0 and out.max() == 1.0
+    assert PatchNormalization(None)(patches) is patches
