@@ -84,6 +84,24 @@ def bundle_command(configs: Sequence[str], overrides: Sequence[str] = (), torchr
     return launcher + ["monai.bundle", "run", "--config_file", config_list(configs), *[str(o) for o in overrides]]
 
 
+def _bundle_process(
+    bundle: str, configs: Sequence[str], overrides: Sequence[str], torchrun: int = 0, env: dict[str, str] | None = None
+) -> tuple[list[str], Path, dict[str, str]]:
+    """``(command, bundle folder, environment)`` of a ``python -m monai.bundle run`` of ``bundles/<bundle>``.
+
+    Raises:
+        FileNotFoundError: ``bundles/<bundle>`` does not exist.
+    """
+    folder = BUNDLES_DIR / bundle
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no bundle {bundle!r} in {BUNDLES_DIR}")
+    return (
+        bundle_command(configs, overrides, torchrun),
+        folder,
+        {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+    )
+
+
 def run_bundle(
     bundle: str,
     configs: Sequence[str],
@@ -109,11 +127,7 @@ def run_bundle(
     Raises:
         FileNotFoundError: ``bundles/<bundle>`` does not exist.
     """
-    folder = BUNDLES_DIR / bundle
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no bundle {bundle!r} in {BUNDLES_DIR}")
-    cmd = bundle_command(configs, overrides, torchrun)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    cmd, folder, env = _bundle_process(bundle, configs, overrides, torchrun, env)
     if capture:
         return subprocess.run(
             cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout, encoding="utf-8"
@@ -165,26 +179,24 @@ def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str
         the printed command line (``cd bundles/<bundle> && python -m monai.bundle run ...``).
 
     Raises:
+        FileNotFoundError: ``bundles/<bundle>`` does not exist.
         RuntimeError: the run failed; the message holds the end of its log and the log's path.
     """
+    cmd, folder, env = _bundle_process(bundle, configs, overrides)
     printable = f'python -m monai.bundle run --config_file "{config_list(configs)}" ' + shlex.join(map(str, overrides))
     line = f"(cd bundles/{bundle} && {printable})"
     print(f"\n$ {line}", flush=True)
     t0 = time.perf_counter()
-    folder = BUNDLES_DIR / bundle
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    cmd = bundle_command(configs, overrides)
     with open(log_file, "w", encoding="utf-8") as log:
         process = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             stream_progress(process, log)
         finally:
             process.wait()
-    result = subprocess.CompletedProcess(cmd, process.returncode)
     print(f"  {time.perf_counter() - t0:.0f} s, log: {log_file}", flush=True)
-    if result.returncode != 0:
+    if process.returncode != 0:
         tail = Path(log_file).read_text(encoding="utf-8")[-4000:]
-        raise RuntimeError(f"{bundle} failed (exit {result.returncode}); log in {log_file}:\n{tail}")
+        raise RuntimeError(f"{bundle} failed (exit {process.returncode}); log in {log_file}:\n{tail}")
     return line
 
 
