@@ -13,7 +13,7 @@ import numpy as np
 
 from transforms.io.atomic import atomic_write_text
 
-__all__ = ["write_metrics_json", "write_metrics_csv", "atomic_write_text"]
+__all__ = ["write_metrics_json", "write_metrics_csv", "read_point_errors", "atomic_write_text"]
 
 
 def _jsonable(x):
@@ -57,3 +57,11 @@ def write_metrics_csv(path: str | os.PathLike, table: Sequence[Mapping]) -> Path
     for row in rows:
         writer.writerow({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()})
     return atomic_write_text(path, "".join(lines), make_parents=False)
+
+
+def read_point_errors(path: str | os.PathLike) -> np.ndarray:
+    """An ``errors_per_image.csv`` report (one row per image, one column per landmark, empty = no ground truth)
+    -> ``(B, N)`` errors (NaN where empty)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return np.array([[float(v) if v not in ("", None) else np.nan for k, v in r.items() if k != "id"] for r in rows])

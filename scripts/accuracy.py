@@ -20,18 +20,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mlm.bundle.launch import ensure_phantom, read_metrics, run_bundle_step  # noqa: E402
-from mlm.reports import write_metrics_json  # noqa: E402
+from mlm.reports import read_point_errors, write_metrics_json  # noqa: E402
 from mlm.visualize import plot_cumulative_ipe  # noqa: E402
 
 ID_RATE_BAR = 0.90
@@ -58,13 +55,6 @@ def train_and_evaluate(
     configs = ["inference.yaml", "evaluate.yaml", "cpu.yaml", *extra_configs]
     cmds.append(run_bundle_step(bundle, configs, evaluate, out / "evaluate.log"))
     return read_metrics(out / "eval"), cmds
-
-
-def read_point_errors(path: Path) -> np.ndarray:
-    """``errors_per_image.csv`` (one row per image, one column per landmark, empty = no ground truth) -> (B, N)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return np.array([[float(v) if v not in ("", None) else np.nan for k, v in r.items() if k != "id"] for r in rows])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,7 +139,7 @@ def run_bundle(
 
 
 #: lines of a bundle run's output shown in the terminal by :func:`run_bundle_step` (the rest goes to its log only)
-PROGRESS_LINES = re.compile(r"Metrics --|Key metric|train_loss: |^error: |^evaluated |^MRE |^SDR|^ID rate|^report ")
+PROGRESS_LINES = re.compile(r"Metrics --|Key metric|train_loss: |^error: |^evaluated |^MRE |^SDR|^normalised|^ID rate|^report ")
 
 
 def stream_progress(process: subprocess.Popen, log, terminal=None, every: int = 50) -> None:
@@ -171,9 +171,16 @@ def stream_progress(process: subprocess.Popen, log, terminal=None, every: int = 
     terminal.flush()
 
 
-def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str], log_file: str | os.PathLike) -> str:
-    """One step of a scripted workflow: print the command as a user would type it, run it logging to ``log_file``
-    and showing its progress (:func:`stream_progress`) in the terminal.
+def run_bundle_step(
+    bundle: str,
+    configs: Sequence[str],
+    overrides: Sequence[str],
+    log_file: str | os.PathLike,
+    env: dict[str, str] | None = None,
+) -> str:
+    """One step of a scripted workflow: print the command as a user would type it, run it appending its output to
+    ``log_file`` (a resumed step keeps the earlier legs' output) and showing its progress (:func:`stream_progress`)
+    in the terminal. ``env``: extra environment variables of the process.
 
     Returns:
         the printed command line (``cd bundles/<bundle> && python -m monai.bundle run ...``).
@@ -182,12 +189,12 @@ def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str
         FileNotFoundError: ``bundles/<bundle>`` does not exist.
         RuntimeError: the run failed; the message holds the end of its log and the log's path.
     """
-    cmd, folder, env = _bundle_process(bundle, configs, overrides)
+    cmd, folder, env = _bundle_process(bundle, configs, overrides, env=env)
     printable = f'python -m monai.bundle run --config_file "{config_list(configs)}" ' + shlex.join(map(str, overrides))
     line = f"(cd bundles/{bundle} && {printable})"
     print(f"\n$ {line}", flush=True)
     t0 = time.perf_counter()
-    with open(log_file, "w", encoding="utf-8") as log:
+    with open(log_file, "a", encoding="utf-8") as log:
         process = subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             stream_progress(process, log)
@@ -195,7 +202,7 @@ def run_bundle_step(bundle: str, configs: Sequence[str], overrides: Sequence[str
             process.wait()
     print(f"  {time.perf_counter() - t0:.0f} s, log: {log_file}", flush=True)
     if process.returncode != 0:
-        tail = Path(log_file).read_text(encoding="utf-8")[-4000:]
+        tail = Path(log_file).read_text(encoding="utf-8", errors="replace")[-4000:]
         raise RuntimeError(f"{bundle} failed (exit {process.returncode}); log in {log_file}:\n{tail}")
     return line
 
