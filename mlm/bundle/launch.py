@@ -139,7 +139,9 @@ def run_bundle(
 
 
 #: lines of a bundle run's output shown in the terminal by :func:`run_bundle_step` (the rest goes to its log only)
-PROGRESS_LINES = re.compile(r"Metrics --|Key metric|train_loss: |^error: |^evaluated |^MRE |^SDR|^normalised|^ID rate|^report ")
+PROGRESS_LINES = re.compile(
+    r"Metrics --|Key metric|train_loss: |^error: |^evaluated |^MRE |^SDR|^normalised|^ID rate|^report "
+)
 
 
 def stream_progress(process: subprocess.Popen, log, terminal=None, every: int = 50) -> None:
