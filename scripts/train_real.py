@@ -6,6 +6,10 @@ skipped, an unfinished training resumes from its checkpoint), so the recipe can 
     python scripts/train_real.py isbi2015 ../shared/data/isbi2015 --out ~/runs/real/isbi2015_scn
     python scripts/train_real.py hand_xray ../shared/data/dha_hand_xray_half --out ~/runs/real/hand_scn
     python scripts/train_real.py isbi2015 ../shared/data/isbi2015 --model unet --out ~/runs/real/isbi2015_unet
+    python scripts/train_real.py datalist my_data/datalist.json --bundle scn_ceph --out ~/runs/my_ceph
+
+``datalist`` is a user's own data: a datalist JSON (README "Your own data") with a ``training`` split, evaluated on
+its ``test`` split (``--eval-splits``); 10% of the training images (the last ones) are held out for validation.
 
 Prints the table of the dataset's protocol (ISBI 2015: MRE +- SD and SDR at 2 / 2.5 / 3 / 4 mm on Test1 and Test2;
 hands: PE median, mean +- SD and #outliers at 2 / 4 / 10 mm, wrist-normalised, on the 21 validation images) for the
@@ -28,7 +32,9 @@ from mlm.bundle.recipes import RECIPES, recipe_table, run_recipe  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset", choices=sorted(RECIPES))
-    p.add_argument("root", type=Path, help="the dataset in its original layout (e.g. ../shared/data/isbi2015)")
+    p.add_argument(
+        "root", type=Path, help="the dataset in its original layout (e.g. ../shared/data/isbi2015), or a datalist JSON"
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder (re-use it to resume)")
     p.add_argument("--model", choices=("scn", "unet"), default="scn", help="global stage network (default scn)")
     p.add_argument("--global-iterations", type=int, default=None)
@@ -36,8 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-interval", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: all cores)")
     p.add_argument("--stop-after", choices=("global",), default=None, help="stop after the global training")
+    p.add_argument("--bundle", default=None, help="bundle under bundles/ (default: the dataset's; datalist: scn_ceph)")
+    p.add_argument("--eval-splits", nargs="+", default=None, help="splits to evaluate (default: the dataset's)")
     args = p.parse_args(argv)
-    if not args.root.is_dir():
+    if args.dataset == "datalist" and not args.root.is_file():
+        raise SystemExit(f"train_real: {args.root}: no such datalist file")
+    if args.dataset != "datalist" and not args.root.is_dir():
         raise SystemExit(f"train_real: {args.root}: no such folder (the {args.dataset} dataset's root)")
     try:
         summary = run_recipe(
@@ -50,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             val_interval=args.val_interval,
             threads=args.threads,
             stop_after=args.stop_after,
+            bundle=args.bundle,
+            eval_splits=args.eval_splits,
         )
     except RuntimeError as e:
         raise SystemExit(f"train_real: {e}") from None

@@ -38,7 +38,7 @@ from monai.transforms import (
 from transforms.intensity.dictionary import NormalizeCTd, NormalizeXRayd, RandIntensityShiftScaled
 from transforms.landmarks.dictionary import LoadLandmarksd, SetSpacingd, TrackLandmarksd
 from transforms.spatial.affine import RandScaledAffined
-from transforms.spatial.dictionary import EnsureSpatialDimsd, RandLandmarkElasticd, ResizeToFitd
+from transforms.spatial.dictionary import EnsureSpatialDimsd, FitPixelOnlyd, RandLandmarkElasticd, ResizeToFitd
 
 __all__ = ["SCN_DEFAULTS", "normalization_transforms", "scn_preprocessing", "scn_train_augmentation"]
 
@@ -139,7 +139,8 @@ def scn_preprocessing(
             only sets the intermediate grid and the output is stretched to ``spatial_size``) or ``"fit"``
             (aspect-preserving fit of the whole image into ``spatial_size``, Payer's MICCAI 2016 hand
             X-ray input, :class:`transforms.spatial.ResizeToFitd`: the output voxel size follows the
-            image's extent; padding is 0 before normalisation).
+            image's extent; padding is 0 before normalisation), or ``"auto"``: ``"pad_crop"`` at ``spacing`` for
+            images with a physical pixel size, ``"fit"`` for pixel-only ones (:class:`transforms.spatial.FitPixelOnlyd`).
         num_landmarks, coordinate_system, outside: see :class:`transforms.LoadLandmarksd`.
         normalization: ``"xray"``, ``"ct"``, ``"mr"`` (1st/99th intensity percentiles of each image to
             [-1, 1], clipped), None, or ``"default"`` (xray in 2D, ct in 3D).
@@ -156,8 +157,8 @@ def scn_preprocessing(
     spatial_size = tuple(dflt["spatial_size"] if spatial_size is None else spatial_size)
     if len(spatial_size) != spatial_dims:
         raise ValueError(f"spatial_size {spatial_size} does not match {spatial_dims} spatial dims.")
-    if resize not in ("pad_crop", "resize", "fit"):
-        raise ValueError(f"resize must be 'pad_crop', 'resize' or 'fit', got {resize!r}.")
+    if resize not in ("pad_crop", "resize", "fit", "auto"):
+        raise ValueError(f"resize must be 'pad_crop', 'resize', 'fit' or 'auto', got {resize!r}.")
     if normalization == "default":
         normalization = dflt["normalization"]
     if orientation == "default":
@@ -179,14 +180,17 @@ def scn_preprocessing(
     )
     if orientation is not None:
         xs.append(Orientationd(keys=image_key, axcodes=orientation, labels=None))
-    if any(s > 0 for s in spacing):
-        xs.append(Spacingd(keys=image_key, pixdim=spacing, mode="bilinear", padding_mode="zeros"))
-    if resize == "pad_crop":
-        xs.append(ResizeWithPadOrCropd(keys=image_key, spatial_size=spatial_size))
-    elif resize == "fit":
-        xs.append(ResizeToFitd(keys=image_key, spatial_size=spatial_size, anti_aliasing=True, pad_value=0.0))
+    if resize == "auto":  # resampling and pad/crop, or the fit, chosen per image
+        xs.append(FitPixelOnlyd(keys=image_key, spacing=spacing, spatial_size=spatial_size))
     else:
-        xs.append(Resized(keys=image_key, spatial_size=spatial_size, mode="bilinear"))
+        if any(s > 0 for s in spacing):
+            xs.append(Spacingd(keys=image_key, pixdim=spacing, mode="bilinear", padding_mode="zeros"))
+        if resize == "pad_crop":
+            xs.append(ResizeWithPadOrCropd(keys=image_key, spatial_size=spatial_size))
+        elif resize == "fit":
+            xs.append(ResizeToFitd(keys=image_key, spatial_size=spatial_size, anti_aliasing=True, pad_value=0.0))
+        else:
+            xs.append(Resized(keys=image_key, spatial_size=spatial_size, mode="bilinear"))
     xs.append(TrackLandmarksd(keys=landmark_key, ref_key=image_key))
     xs.extend(normalization_transforms(normalization, spatial_dims, image_key))
     return xs

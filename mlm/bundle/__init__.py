@@ -30,7 +30,9 @@ from mlm.bundle.distributed import (
     wrap_ddp,
 )
 from mlm.bundle.errors import error_summary, install_error_hook, is_bundle_run, root_cause
+from mlm.bundle.geometry import PreprocessingGeometry, checkpoint_geometry, geometry_overrides
 from mlm.bundle.landmarks import datalist_landmark_names, datalist_num_landmarks
+from mlm.bundle.multitask import multitask_loss, multitask_unet
 from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
 from mlm.bundle.pipelines import (
     PatchNormalization,
@@ -48,6 +50,7 @@ __all__ = [
     "LR_SCHEDULES",
     "DataPosition",
     "PatchNormalization",
+    "PreprocessingGeometry",
     "GlobalRandomStates",
     "ResumableCacheDataset",
     "ResumableSampler",
@@ -56,6 +59,8 @@ __all__ = [
     "bundle_config_parser",
     "check_checkpoint_compatible",
     "check_dataset_dir",
+    "checkpoint_geometry",
+    "geometry_overrides",
     "checkpoint_candidates",
     "checkpoint_landmark_count",
     "datalist_landmark_names",
@@ -73,6 +78,8 @@ __all__ = [
     "load_checkpoint",
     "load_split",
     "metadata_schema_path",
+    "multitask_loss",
+    "multitask_unet",
     "num_epochs",
     "parameter_groups",
     "random_window_crop",

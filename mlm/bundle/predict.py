@@ -72,6 +72,7 @@ import torch
 
 from mlm.bundle.checkpoints import check_checkpoint_compatible, load_checkpoint
 from mlm.bundle.configs import resolve_file_macros
+from mlm.bundle.geometry import checkpoint_geometry, geometry_overrides
 from mlm.bundle.image_folder import FolderImage, find_images, is_inside
 from mlm.data.datalist import check_item_spacing
 from transforms.io.atomic import atomic_write, output_path
@@ -501,7 +502,10 @@ def predict_folder(
         out: the output folder (created; every file is written inside it, atomically).
         configs: overlays of ``configs/inference.yaml``, in order, as the model was trained (e.g. ``["cpu.yaml"]``).
         overrides: config ids and values, as the training's command-line overrides (``{"num_filters": 32}``); the
-            ids of :data:`MANAGED_KEYS` are set here and cannot be overridden.
+            ids of :data:`MANAGED_KEYS` are set here and cannot be overridden. The preprocessing geometry recorded in
+            a training checkpoint (:class:`mlm.bundle.geometry.PreprocessingGeometry`: ``pixdim``,
+            ``preprocessed_size``, ``resize_mode``, ...) is applied as overrides unless given here: the images are
+            prepared as in training whatever the overlays.
         spacing: mm per pixel of the pixel-only images (PNG, JPEG, BMP, TIFF): one value or one per axis; images
             whose files have a pixel size keep theirs. None: pixel-only images are predicted in px.
         recursive: also predict the images of sub-folders.
@@ -531,6 +535,9 @@ def predict_folder(
     _check_out(out, images, overwrite)
     if not model.is_file():
         raise FileNotFoundError(f"{model}: model file not found.")
+    trained = checkpoint_geometry(model)
+    if trained:
+        overrides = {**geometry_overrides(trained), **overrides}
     with _bundle_on_path(folder):
         return _predict(folder, model, images, out, configs, overrides, spacing, recursive, progress)
 

@@ -29,14 +29,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mlm.bundle.launch import REPO_DIR, read_metrics, run_bundle_step
-from mlm.data.datalist import read_datalist_json, write_datalist
+from mlm.data.datalist import datalist_split_names, load_datalist, read_datalist_json, write_datalist
 from mlm.reports import read_point_errors, write_metrics_json
 
 __all__ = ["RECIPES", "Recipe", "run_recipe"]
@@ -81,6 +81,14 @@ RECIPES: dict[str, Recipe] = {
             "Lindner et al. 2016, Test1: MRE 1.67 mm, SDR 2 mm 74.95%",
             "FARNet (Ao et al. 2022, GPU, 800x640): Test1 1.12 mm / SDR 2 mm 88.0%, Test2 1.42 mm / 77.0%",
         ),
+    ),
+    # a user's own data: a datalist JSON with a training split (and usually a test split); --bundle picks the bundle
+    "datalist": Recipe(
+        dataset="datalist",
+        bundle="scn_ceph",
+        ground_truths={"given": []},
+        validation_images=0,
+        eval_splits=("test",),
     ),
     "hand_xray": Recipe(
         dataset="hand_xray",
@@ -146,13 +154,35 @@ class RecipeRun:
         return run_bundle_step(self.recipe.bundle, configs, overrides, log, env=env)
 
 
+def copy_datalist(source: Path, out: Path) -> Path:
+    """Copy a user's datalist into ``out/datalist.json`` with every path made absolute (the source folder's)."""
+    data = read_datalist_json(source)
+    for split in datalist_split_names(data):
+        data[split] = load_datalist(source, split)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_datalist(out / "datalist.json", data, overwrite=True)
+
+
+def held_out_count(recipe: Recipe, training_images: int) -> int:
+    """Validation images held out of the training split: the recipe's count, else 10% (at least 1)."""
+    return recipe.validation_images or max(1, math.ceil(0.1 * training_images))
+
+
 def _prepare(recipe: Recipe, root: Path, out: Path, ground_truth: str) -> list[str]:
+    if recipe.dataset == "datalist":
+        copy_datalist(root, out)
+        print(f"\ncopied {root} to {out / 'datalist.json'} (absolute paths)", flush=True)
+        lines = [f"copy {root} -> {out / 'datalist.json'}"]
+        count = held_out_count(recipe, len(read_datalist_json(out / "datalist.json")["training"]))
+        fit, val = add_validation_split(out / "datalist.json", count)
+        print(f"  training split: {fit} images to fit, the last {val} held out for validation", flush=True)
+        return lines
     cmd = [sys.executable, "scripts/prepare_dataset.py", recipe.dataset, str(root), str(out)]
     cmd += [*recipe.ground_truths[ground_truth], "--overwrite"]
     line = "python " + shlex.join(cmd[1:])
     print(f"\n$ {line}", flush=True)
     subprocess.run(cmd, cwd=REPO_DIR, check=True)
-    fit, val = add_validation_split(out / "datalist.json", recipe.validation_images)
+    fit, val = add_validation_split(out / "datalist.json", held_out_count(recipe, 0))
     print(f"  training split: {fit} images to fit, the last {val} held out for validation", flush=True)
     return [line]
 
@@ -197,6 +227,8 @@ def run_recipe(
     val_interval: int | None = None,
     threads: int | None = None,
     stop_after: str | None = None,
+    bundle: str | None = None,
+    eval_splits: Sequence[str] | None = None,
 ) -> dict:
     """Run (or resume) recipe ``name`` on the dataset at ``root`` into ``out``; returns the figures.
 
@@ -208,8 +240,12 @@ def run_recipe(
         global_iterations / refine_iterations / val_interval: override the recipe's lengths.
         threads: ``OMP_NUM_THREADS`` of the bundle runs (None: the default).
         stop_after: ``"global"`` stops after the global stage's training (a leg of a longer run).
+        bundle: the bundle (default: the recipe's; for ``"datalist"`` the 2D bundle matching the data).
+        eval_splits: the splits to evaluate (default: the recipe's).
     """
     recipe = RECIPES[name]
+    if bundle is not None or eval_splits is not None:
+        recipe = replace(recipe, bundle=bundle or recipe.bundle, eval_splits=tuple(eval_splits or recipe.eval_splits))
     if model not in ("scn", "unet"):
         raise ValueError(f"model must be 'scn' or 'unet', got {model!r}")
     g_it = global_iterations or recipe.global_iterations
@@ -256,7 +292,13 @@ def run_recipe(
         ],
     )
     sigma = offset_sigma_from_report(g_val)
-    print(f"  global stage's errors on the validation images: offset sigma {sigma:.2f}", flush=True)
+    units = read_metrics(g_val).get("units", "mm")
+    print(f"  global stage's errors on the validation images: offset sigma {sigma:.2f} {units}", flush=True)
+    # pixel-only data: the bundle's patch spacing (mm) means nothing; patches of sigma / 6 px per voxel cover about
+    # +-5 sigma with 64 voxels (what 0.25 mm patches do for a 1.6 mm cephalogram global stage)
+    # (at most 4 px: beyond that the global stage failed and patches of the whole image would only be slow)
+    patch_overrides = ["--refine_spacing", f"{min(sigma / 6, 4.0):.4f}"] if units == "px" else []
+    patch_overrides += list(recipe.refine_overrides)
     r = out / "refine"
     refine_overrides = ["--refine_offset_sigma", f"{sigma:.3f}", "--refine_max_offset", f"{3 * sigma:.3f}"]
     run.step(
@@ -267,7 +309,7 @@ def run_recipe(
                 ["train.yaml", *configs, "refine.yaml"],
                 train_common
                 + ["--num_iterations", str(r_it), "--ckpt_dir", str(r / "models"), "--output_dir", str(r / "train")]
-                + [*recipe.refine_overrides, *refine_overrides],
+                + [*patch_overrides, *refine_overrides],
                 r / "train.log",
             )
         ],
@@ -285,7 +327,7 @@ def run_recipe(
                     run.bundle(
                         ["inference.yaml", "evaluate.yaml", *configs, "refine_inference.yaml"],
                         ["--dataset_dir", str(data[gt]), "--infer_split", split, "--ckpt_path", str(g_ckpt)]
-                        + ["--refine_ckpt_path", str(r_ckpt), "--output_dir", str(e), *recipe.refine_overrides],
+                        + ["--refine_ckpt_path", str(r_ckpt), "--output_dir", str(e), *patch_overrides],
                         out / "eval" / f"{key}.log",
                     )
                 ],
@@ -306,6 +348,7 @@ def run_recipe(
         "configs": configs,
         "iterations": {"global": g_it, "refine": r_it, "val_interval": v_it},
         "refine_offset_sigma": sigma,
+        "refine_overrides": patch_overrides,
         "data": {
             "root": str(root),
             "fit_ids": [item["id"] for item in fit[FIT_SPLIT]],
@@ -342,7 +385,10 @@ def recipe_table(summary: dict) -> str:
         )
         lines.append("|---|---|---|---|---|---|---|---|")
     else:
-        lines.append("| split (ground truth) | stage | images | MRE +- SD (mm) | median | SDR 2 / 2.5 / 3 / 4 mm |")
+        units = next(iter(summary["figures"].values()), {}).get("refined", {}).get("units", "mm")
+        lines.append(
+            f"| split (ground truth) | stage | images | MRE +- SD ({units}) | median | SDR 2 / 2.5 / 3 / 4 {units} |"
+        )
         lines.append("|---|---|---|---|---|---|")
     for key, fig in summary["figures"].items():
         for stage in ("global", "refined"):
@@ -356,7 +402,7 @@ def recipe_table(summary: dict) -> str:
                     f"{n['pe_mean']:.2f} +- {n['pe_std']:.2f} mm | {outliers} |"
                 )
             else:
-                sdr = " / ".join(_pct(_at(m["sdr"], r)) for r in (2.0, 2.5, 3.0, 4.0))
+                sdr = " / ".join(_pct(v) for _, v in sorted(m["sdr"].items(), key=lambda kv: float(kv[0]))[:4])
                 lines.append(
                     f"| {label} | {stage} | {m['num_images']} | {m['pe_mean']:.2f} +- {m['pe_std']:.2f} | "
                     f"{m['pe_median']:.2f} | {sdr} |"

@@ -1,12 +1,13 @@
 """Ignite/MONAI handlers used by the landmark bundles (one handler per file)."""
 
+from mlm.handlers.attack import LandmarkAttackHandler, image_seed
 from mlm.handlers.checkpoint_loader import LandmarkCheckpointLoader
 from mlm.handlers.checkpoint_saver import AtomicCheckpointSaver, AtomicDiskSaver
 from mlm.handlers.gradient_clipping import GradientNormClipping
 from mlm.handlers.gradient_sync import AllReduceGradients
 from mlm.handlers.iteration_limit import IterationLimit
 from mlm.handlers.landmark_report import LandmarkReportHandler, stage_reports
-from mlm.handlers.outside_summary import OutsideLandmarksSummary, count_dropped_landmarks
+from mlm.handlers.outside_summary import OutsideLandmarksSummary, count_dropped_landmarks, landmarks_outside_grid
 from mlm.handlers.resume_from_checkpoint import ResumeFromCheckpoint
 from mlm.handlers.saturation_monitor import SpatialSaturationMonitor
 from mlm.handlers.sigma_logger import SigmaLogger
@@ -19,9 +20,11 @@ __all__ = [
     "AtomicDiskSaver",
     "GradientNormClipping",
     "IterationLimit",
+    "LandmarkAttackHandler",
     "LandmarkCheckpointLoader",
     "LandmarkReportHandler",
     "OutsideLandmarksSummary",
+    "landmarks_outside_grid",
     "ResumeFromCheckpoint",
     "SigmaLogger",
     "SpatialSaturationMonitor",
@@ -29,5 +32,6 @@ __all__ = [
     "TrainingCheckpointSaver",
     "TrainingStopped",
     "count_dropped_landmarks",
+    "image_seed",
     "stage_reports",
 ]

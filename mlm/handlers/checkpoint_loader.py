@@ -8,6 +8,7 @@ from monai.handlers import CheckpointLoader
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from mlm.bundle.checkpoints import check_checkpoint_compatible
+from mlm.bundle.geometry import PreprocessingGeometry, checkpoint_geometry
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
@@ -25,9 +26,23 @@ class LandmarkCheckpointLoader(CheckpointLoader):
     landmark count differs, both counts (see :func:`mlm.bundle.check_checkpoint_compatible`); a missing file raises
     ``FileNotFoundError`` naming it. Attaches at ``Events.STARTED`` like ``CheckpointLoader``.
 
-    Args: as ``monai.handlers.CheckpointLoader`` (``load_path``, ``load_dict``, ``name``, ``map_location``, ``strict``).
+    With ``geometry``, the checkpoint's recorded preprocessing geometry is checked against this run's first: a model
+    trained on another pixel size, grid, resize mode or normalisation is refused with the overrides that match it
+    (:class:`mlm.bundle.geometry.PreprocessingGeometry`).
+
+    Args: as ``monai.handlers.CheckpointLoader`` (``load_path``, ``load_dict``, ``name``, ``map_location``, ``strict``),
+        and ``geometry``: this run's preprocessing geometry (None: not checked).
     """
 
+    def __init__(self, *args, geometry: PreprocessingGeometry | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.geometry = geometry
+
     def __call__(self, engine: Engine) -> None:
-        check_checkpoint_compatible(self.load_path, self.load_dict)
+        checkpoint = check_checkpoint_compatible(self.load_path, self.load_dict)
+        if self.geometry is not None:
+            try:
+                self.geometry.load_state_dict(checkpoint_geometry(checkpoint))
+            except ValueError as e:
+                raise ValueError(f"{self.load_path}: {e}") from None
         super().__call__(engine)

@@ -11,6 +11,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 
 from mlm.bundle.checkpoints import check_checkpoint_compatible, checkpoint_candidates, load_checkpoint
+from mlm.bundle.geometry import checkpoint_geometry
 from mlm.bundle.random_states import GlobalRandomStates
 from mlm.bundle.sampling import DataPosition, resumable_sampler
 
@@ -47,6 +48,8 @@ class ResumeFromCheckpoint:
         engine_key, rng_key, data_key: checkpoint keys of the trainer state, the random states and the data position
             (None: don't restore that one).
         name: logger name (None: the engine's logger).
+        geometry: this run's :class:`mlm.bundle.geometry.PreprocessingGeometry`: a checkpoint recording another
+            geometry is refused (``ValueError``); None: not checked.
     """
 
     #: every DDP process attaches it (:func:`mlm.bundle.runs_on_every_rank`)
@@ -63,6 +66,7 @@ class ResumeFromCheckpoint:
         rng_key: str | None = "rng",
         data_key: str | None = "data",
         name: str | None = None,
+        geometry: Any = None,
     ) -> None:
         if not load_dict:
             raise ValueError("ResumeFromCheckpoint: load_dict names no object to restore.")
@@ -76,6 +80,7 @@ class ResumeFromCheckpoint:
         self.logger = logging.getLogger(name)
         self.loaded_path: str | None = None
         self._pending_random_states: dict | None = None
+        self.geometry = geometry
 
     def attach(self, engine: Engine) -> None:
         if self._name is None:
@@ -116,6 +121,11 @@ class ResumeFromCheckpoint:
             return
         path, ckpt = found
         check_checkpoint_compatible(path, self.load_dict, ckpt)
+        if self.geometry is not None:
+            try:
+                self.geometry.load_state_dict(checkpoint_geometry(ckpt))
+            except ValueError as e:
+                raise ValueError(f"{path}: {e} To train on the new geometry, use another ckpt_dir.") from None
         for key, obj in self.load_dict.items():
             (obj.module if isinstance(obj, nn.parallel.DistributedDataParallel) else obj).load_state_dict(ckpt[key])
         if self.engine_key is not None:

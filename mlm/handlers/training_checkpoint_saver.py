@@ -32,7 +32,9 @@ class TrainingCheckpointSaver(AtomicCheckpointSaver):
 
     An exception saves the final checkpoint only between two iterations (e.g. raised by validation, or by data
     loading before an iteration starts); inside an iteration the optimizer step, the LR schedule and the random
-    draws are half done, and the last periodic checkpoint is the one to resume from.
+    draws are half done, and the last periodic checkpoint is the one to resume from. Nor is anything saved when
+    no iteration completed since the run started (e.g. a check refused the data): there is nothing new to keep, and
+    an untrained ``model.pt`` must not appear.
 
     Args:
         save_dir: checkpoint folder.
@@ -55,14 +57,19 @@ class TrainingCheckpointSaver(AtomicCheckpointSaver):
         self.engine_key, self.rng_key, self.data_key = engine_key, rng_key, data_key
         self._in_iteration = False
         self._handled_exception: BaseException | None = None
+        self._start_iteration: int | None = None
 
     def attach(self, engine: Engine) -> None:
         # ignite's Checkpoint objects hold a reference to self.save_dict: entries added here are saved
         extra = {self.engine_key: engine, self.rng_key: GlobalRandomStates(), self.data_key: DataPosition(engine)}
         self.save_dict.update({k: v for k, v in extra.items() if k is not None})
         super().attach(engine)
+        engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.ITERATION_STARTED, self._iteration_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration_completed)
+
+    def _started(self, engine: Engine) -> None:
+        self._start_iteration = engine.state.iteration
 
     def _iteration_started(self, engine: Engine) -> None:
         self._in_iteration = True
@@ -79,6 +86,9 @@ class TrainingCheckpointSaver(AtomicCheckpointSaver):
                 f"no checkpoint saved on {type(e).__name__}: it was raised inside iteration {engine.state.iteration}; "
                 "a new run resumes from the last saved checkpoint."
             )
+            raise e
+        if self._start_iteration is not None and engine.state.iteration == self._start_iteration:
+            self.logger.error(f"no checkpoint saved on {type(e).__name__}: no iteration completed in this run.")
             raise e
         try:
             super().exception_raised(engine, e)

@@ -1,4 +1,4 @@
-"""Landmark localization networks: SpatialConfiguration-Net, Localization U-Net and their building blocks."""
+"""Landmark localization networks: SpatialConfiguration-Net, Localization U-Net, multi-task U-Net and their building blocks."""
 
 from mlm.networks.blocks import (
     ContractingBlock,
@@ -11,6 +11,7 @@ from mlm.networks.blocks import (
     check_input,
     keys_cubic_kernel,
 )
+from mlm.networks.mtunet import MultiTaskUNet, vgg19_features_key_map
 from mlm.networks.scn import SCNLocalAppearance, SCNSpatialConfiguration, SpatialConfigurationNet
 from mlm.networks.unet import LocalizationUNet
 
@@ -21,6 +22,7 @@ __all__ = [
     "ExpandingBlock",
     "LinearUpsample",
     "LocalizationUNet",
+    "MultiTaskUNet",
     "SCNLocalAppearance",
     "SCNSpatialConfiguration",
     "SpatialConfigurationNet",
@@ -28,4 +30,5 @@ __all__ = [
     "check_divisible",
     "check_input",
     "keys_cubic_kernel",
+    "vgg19_features_key_map",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "CEPH_TINY",
     "HAND_MRI_TINY",
     "HAND_XRAY_TINY",
+    "MTUNET_TINY",
     "SPINE_TINY",
     "assert_identical",
     "bundle_parser",
@@ -37,12 +38,25 @@ def tiny_geometry(patch_size: str, pixdim: float | None = None, step: str | None
 
 #: spine: 8 mm voxels, 16x16x32 windows every 16 voxels
 SPINE_TINY = tiny_geometry("[16,16,32]", 8.0, "[16,16,16]")
-#: cephalograms: 4 mm pixels, 32x32 input
-CEPH_TINY = tiny_geometry("[32,32]", 4.0)
+#: cephalograms: 8 mm pixels, 32x32 input (256 mm: the whole 192 x 240 mm phantom in the network's field of view)
+CEPH_TINY = tiny_geometry("[32,32]", 8.0)
 #: hand X-rays: the phantom (4 mm pixels) fitted into 32x32
 HAND_XRAY_TINY = tiny_geometry("[32,32]")
 #: hand MRI: 8 mm voxels, 32x16x40 input
 HAND_MRI_TINY = tiny_geometry("[32,16,40]", 8.0)
+#: mtunet_ceph: 4 mm cephalogram phantom pixels in a 64x64 input, a 4-filter encoder, R = 3 px (no SCN arguments)
+MTUNET_TINY = [
+    "--patch_size",
+    "[64,64]",
+    "--pixdim",
+    "4.0",
+    "--num_filters",
+    "4",
+    "--sigma",
+    "3.0",
+    "--num_workers",
+    "0",
+]
 
 
 def run_bundle(bundle: str, configs: list[str], args: list[str], torchrun: int = 0, timeout: float = 240):

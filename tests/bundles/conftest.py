@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _bundle_runs import CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, SPINE_TINY, train_tiny
+from _bundle_runs import CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, MTUNET_TINY, SPINE_TINY, train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +64,9 @@ def hand_xray_trained(hand_xray_data, tmp_path_factory) -> Path:
 def hand_mri_trained(hand_mri_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hand_mri_run")
     return train_tiny("scn_hand_mri", hand_mri_data, out, HAND_MRI_TINY, ["--sigma", "1.0"])
+
+
+@pytest.fixture(scope="session")
+def mtunet_trained(ceph_data, tmp_path_factory) -> Path:
+    """Two training iterations of mtunet_ceph (cpu.yaml + tiny overrides); returns the run folder."""
+    return train_tiny("mtunet_ceph", ceph_data, tmp_path_factory.mktemp("mtunet_run"), MTUNET_TINY)

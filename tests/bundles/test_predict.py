@@ -348,7 +348,8 @@ def test_predict_2d_folder_mm_and_px(ceph_trained, ceph_images, tmp_path):
             assert all(r["x_mm"] == r["y_mm"] == "" for r in rows)
             np.testing.assert_array_equal(lf.points, voxels)
         else:
-            world = np.array([[float(r["x_mm"]), float(r["y_mm"])] for r in rows])
+            # a landmark the tiny model put in the padding is missing: empty cells, NaN in the landmark file
+            world = np.array([[float(r["x_mm"] or "nan"), float(r["y_mm"] or "nan")] for r in rows])
             np.testing.assert_allclose(world, lf.points, atol=1e-6)
             # world mm through the image affine: the MetaImage's own (ITK, LPS); a pixel-only file read by MONAI
             # has an identity RAS affine, scaled by the spacing: LPS = -(4 mm x px)

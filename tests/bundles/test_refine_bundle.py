@@ -30,7 +30,8 @@ def _points(folder, name: str = "006") -> np.ndarray:
     """Predicted world points of an image, RAS mm (the files hold LPS: 2D x and y negated)."""
     data = json.loads((folder / "predictions" / f"{name}_landmarks.json").read_text(encoding="utf-8"))
     assert data["coordinate_system"] == "LPS"
-    return -np.asarray(data["points"], dtype=np.float64)
+    # a landmark the tiny global model put in the padding around the image is missing (null): NaN
+    return -np.array([[np.nan] * 2 if p is None else p for p in data["points"]], dtype=np.float64)
 
 
 def test_refine_training_batches_are_normalised_patches_of_19_images(ceph_data, tmp_path):
@@ -92,4 +93,5 @@ def test_refine_overlays_train_in_their_own_folder_and_refine_the_global_predict
     assert (np.linalg.norm(refined_points - global_points, axis=1)[accepted] > 1e-6).all()
     np.testing.assert_allclose(refined_points[~accepted], global_points[~accepted], atol=1e-9)
     errors = np.loadtxt(out / "errors_per_image.csv", delimiter=",", skiprows=1, usecols=range(1, 20), ndmin=2)
-    assert refined["pe_mean"] == pytest.approx(float(np.mean(errors)), rel=1e-6)
+    # the point-error mean is over the predicted landmarks (a missing prediction's error is inf in the CSV)
+    assert refined["pe_mean"] == pytest.approx(float(np.mean(errors[np.isfinite(errors)])), rel=1e-6)

@@ -112,7 +112,10 @@ def test_ceph_train_and_evaluate(ceph_data, ceph_trained, tmp_path):
     pred = json.loads(next((out / "predictions").glob("*_landmarks.json")).read_text(encoding="utf-8"))
     assert len(pred["points"]) == 19 and len(pred["points"][0]) == 2 and len(pred["voxel_points"][0]) == 2
     # pixel-only BMP with spacing 4 mm from the datalist: original pixel index * 4 = RAS mm = -LPS mm
-    np.testing.assert_allclose(np.array(pred["voxel_points"]) * 4.0, -np.array(pred["points"]), atol=1e-6)
+    # (a landmark the 2-iteration model puts in the padding around the image is missing: null, NaN here)
+    voxels = np.array([[np.nan] * 2 if p is None else p for p in pred["voxel_points"]], dtype=float)
+    points = np.array([[np.nan] * 2 if p is None else p for p in pred["points"]], dtype=float)
+    np.testing.assert_allclose(voxels * 4.0, -points, atol=1e-6)
 
 
 def test_checkpoint_from_another_bundle_is_refused_with_both_counts(ceph_data, spine_trained, tmp_path):

@@ -28,11 +28,13 @@ from transforms.geometry import (
     world_to_voxel,
 )
 from transforms.heatmap.decoding import DECODING_METHODS, decode_heatmaps
+from transforms.heatmap.voting import vote_landmarks
 from transforms.io.atomic import atomic_write, output_path
 from transforms.io.prediction_files import PREDICTION_SUFFIX, landmark_record
 from transforms.landmarks.array import image_name
 
 __all__ = [
+    "VOTING_METHODS",
     "heatmaps_to_voxels",
     "outside_original_image",
     "HeatmapsToLandmarks",
@@ -43,6 +45,9 @@ __all__ = [
 logger = logging.getLogger("transforms.post")
 
 OUTSIDE_MODES = ("missing", "keep")
+#: decoders of heatmap + offset outputs ``(N * (1 + D), *S)`` (:func:`transforms.heatmap.voting.vote_landmarks`):
+#: the winning voxel (the paper) or the sub-pixel mean of the votes around it
+VOTING_METHODS = ("voting", "voting_subpixel")
 
 
 def _plain(x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -51,11 +56,23 @@ def _plain(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return t.detach()
 
 
-def heatmaps_to_voxels(heatmaps: torch.Tensor, method: str = "dark") -> tuple[torch.Tensor, torch.Tensor]:
+def heatmaps_to_voxels(
+    heatmaps: torch.Tensor, method: str = "dark", radius: float | None = None, spatial_dims: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one image's heatmaps ``(N, *S)`` into voxel coordinates ``(N, D)`` and peak values ``(N,)`` (float64).
 
-    See :func:`transforms.heatmap.decoding.decode_heatmaps` for ``method``.
+    See :func:`transforms.heatmap.decoding.decode_heatmaps` for ``method``; with ``"voting"`` or
+    ``"voting_subpixel"`` the input is a heatmap + offset output ``(N * (1 + D), *S)`` decoded by
+    :func:`transforms.heatmap.voting.vote_landmarks` with the offset radius ``radius`` (voxels), and the values are
+    the fractions of the votes on each winning voxel.
     """
+    if method in VOTING_METHODS:
+        if radius is None or spatial_dims is None:
+            raise ValueError(f"heatmaps_to_voxels: method {method!r} needs the offset radius and spatial_dims.")
+        coords, values = vote_landmarks(
+            _plain(heatmaps)[None].float(), spatial_dims, radius, subpixel=method == "voting_subpixel"
+        )
+        return coords[0], values[0]
     coords, values = decode_heatmaps(_plain(heatmaps)[None].float(), method=method)
     return torch.as_tensor(coords)[0], torch.as_tensor(values)[0]
 
@@ -97,7 +114,9 @@ class HeatmapsToLandmarks(Transform):
 
     Args:
         method: decoder of :func:`transforms.heatmap.decoding.decode_heatmaps` (``"dark"``, ``"quadratic"``
-            (Payer), ...).
+            (Payer), ...), or ``"voting"`` / ``"voting_subpixel"`` for heatmap + offset outputs
+            ``(N * (1 + D), *S)`` (:func:`transforms.heatmap.voting.vote_landmarks`; values: vote fractions).
+        radius: the offset radius R (voxels) of the voting methods; ignored by the heatmap decoders.
         outside: landmarks decoded outside the original image: ``"missing"`` (NaN row, logged warning) or
             ``"keep"`` (unchanged).
         names: landmark names used in the warning (default: indices).
@@ -109,9 +128,22 @@ class HeatmapsToLandmarks(Transform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, method: str = "dark", outside: str = "missing", names: Sequence[str] | None = None) -> None:
-        if method not in DECODING_METHODS:
-            raise ValueError(f"HeatmapsToLandmarks: method must be one of {DECODING_METHODS}, got {method!r}.")
+    def __init__(
+        self,
+        method: str = "dark",
+        outside: str = "missing",
+        names: Sequence[str] | None = None,
+        radius: float | None = None,
+    ) -> None:
+        if method not in DECODING_METHODS + VOTING_METHODS:
+            raise ValueError(
+                f"HeatmapsToLandmarks: method must be one of {DECODING_METHODS + VOTING_METHODS}, got {method!r}."
+            )
+        if method in VOTING_METHODS and not (radius is not None and radius > 0):
+            raise ValueError(
+                f"HeatmapsToLandmarks: method {method!r} needs the offset radius (voxels > 0), got {radius}."
+            )
+        self.radius = None if radius is None else float(radius)
         if outside not in OUTSIDE_MODES:
             raise ValueError(f"HeatmapsToLandmarks: outside must be 'missing' or 'keep', got {outside!r}.")
         self.method = method
@@ -126,7 +158,7 @@ class HeatmapsToLandmarks(Transform):
                 f"HeatmapsToLandmarks: heatmaps {tuple(heatmaps.shape)} and image {tuple(image.shape)} of "
                 f"{image_name(image)} have different spatial shapes."
             )
-        voxels, values = heatmaps_to_voxels(heatmaps, self.method)
+        voxels, values = heatmaps_to_voxels(heatmaps, self.method, self.radius, image.dim() - 1)
         world = voxel_to_world(voxels, image_affine(image, voxels.shape[-1]))
         if self.outside == "missing":
             outside, shape = outside_original_image(world, image, spacing)

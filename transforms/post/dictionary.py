@@ -41,7 +41,9 @@ class HeatmapsToLandmarksd(MapTransform):
         keys: heatmap keys (default ``"pred"``).
         ref_key: key of the (preprocessed) image the heatmaps were computed on; its affine maps their voxels to
             world mm. Heatmaps and image must have the same spatial shape.
-        method: decoder of :func:`transforms.heatmap.decoding.decode_heatmaps` (``"dark"``, ``"quadratic"``, ...).
+        method: decoder of :func:`transforms.heatmap.decoding.decode_heatmaps` (``"dark"``, ``"quadratic"``, ...),
+            or ``"voting"`` / ``"voting_subpixel"`` for heatmap + offset outputs (see :class:`HeatmapsToLandmarks`).
+        radius: the offset radius R (voxels) of the voting methods; ignored by the heatmap decoders.
         voxel_key_postfix: the voxel coordinates of the preprocessed grid are stored under ``f"{key}_{postfix}"``.
         values_key_postfix: the heatmap peak values ``(N,)`` are stored under ``f"{key}_{postfix}"``.
         heatmaps_key_postfix: when given, the heatmaps are kept under ``f"{key}_{postfix}"`` (for saving).
@@ -67,9 +69,10 @@ class HeatmapsToLandmarksd(MapTransform):
         spacing_key: str | None = "spacing",
         names: Sequence[str] | None = None,
         allow_missing_keys: bool = False,
+        radius: float | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.decoder = HeatmapsToLandmarks(method=method, outside=outside, names=names)
+        self.decoder = HeatmapsToLandmarks(method=method, outside=outside, names=names, radius=radius)
         self.ref_key = ref_key
         self.voxel_key_postfix = voxel_key_postfix
         self.values_key_postfix = values_key_postfix

@@ -3,12 +3,13 @@ aspect-preserving fit into a fixed grid, squeeze of 2D images stored with a sing
 
 from .affine import RandIsotropicScaleAffineGrid, RandScaledAffined
 from .array import EnsureSpatialDims, RandLandmarkElastic, ResizeToFit
-from .dictionary import EnsureSpatialDimsd, RandLandmarkElasticd, ResizeToFitd
+from .dictionary import EnsureSpatialDimsd, FitPixelOnlyd, RandLandmarkElasticd, ResizeToFitd
 from .functional import bspline_weights, dense_displacement, displacement_at, invert_displacement_at, warp_image
 
 __all__ = [
     "EnsureSpatialDims",
     "EnsureSpatialDimsd",
+    "FitPixelOnlyd",
     "RandIsotropicScaleAffineGrid",
     "RandLandmarkElastic",
     "RandLandmarkElasticd",

@@ -7,7 +7,7 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import MapTransform, RandomizableTransform, ResizeWithPadOrCropd, Spacingd
 from monai.utils import ensure_tuple, ensure_tuple_rep
 
 from transforms.spatial.array import EnsureSpatialDims, RandLandmarkElastic, ResizeToFit
@@ -143,4 +143,49 @@ class ResizeToFitd(MapTransform):
         for key, mode in self.key_iterator(d, self.mode):
             self.fit.mode = mode
             d[key] = self.fit(d[key])
+        return d
+
+
+class FitPixelOnlyd(MapTransform):
+    """Bring each image to the network's grid by the kind of its pixel size: an image with a physical pixel size
+    (its file's, or a datalist ``spacing``) is resampled to ``spacing`` mm and centre padded/cropped to
+    ``spatial_size`` (the SCN input); a pixel-only image (meta ``spatial_units`` ``"px"``: PNG, JPEG, BMP without a
+    datalist spacing) is fitted whole into ``spatial_size`` keeping its aspect ratio (:class:`ResizeToFitd`), since a
+    spacing in mm means nothing for it and a crop at 1 px = 1 mm would keep only a corner of a radiograph.
+    Follow it with ``TrackLandmarksd``.
+
+    Args:
+        keys: image keys.
+        spacing: output spacing (mm, float or per axis) of images with a physical pixel size; <= 0 keeps theirs.
+        spatial_size: output grid (``-1`` keeps an axis for pad/crop).
+        pad_value: value of the fit's padding (before intensity normalisation).
+        allow_missing_keys: don't raise when a key is absent.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spacing: float | Sequence[float],
+        spatial_size: Sequence[int],
+        pad_value: float = 0.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        steps: list = []
+        if any(s > 0 for s in ensure_tuple(spacing)):
+            steps.append(Spacingd(keys=keys, pixdim=spacing, mode="bilinear", padding_mode="zeros"))
+        steps.append(ResizeWithPadOrCropd(keys=keys, spatial_size=spatial_size))
+        self.physical = steps
+        self.fit = ResizeToFitd(keys=keys, spatial_size=spatial_size, anti_aliasing=True, pad_value=pad_value)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            item = {key: d[key]}
+            if (getattr(d[key], "meta", None) or {}).get("spatial_units") == "px":
+                item = self.fit(item)
+            else:
+                for step in self.physical:
+                    item = step(item)
+            d[key] = item[key]
         return d
