@@ -16,6 +16,8 @@ import torch
 from monai.data import MetaTensor
 from monai.engines.utils import PrepareBatch
 
+from mlm.memory_format import memory_format_of
+
 __all__ = ["PrepareLandmarkBatch", "lower_is_better"]
 
 
@@ -28,6 +30,8 @@ class PrepareLandmarkBatch(PrepareBatch):
         landmarks_key: key of the batched landmarks ``(B, N, D)`` (voxel coordinates, NaN rows missing).
             When the batch has no such key, or holds unloaded file names (plain inference), the label is ``None``.
         num_landmarks: expected ``N``; a batch with another count raises ``ValueError`` naming the images.
+        memory_format: the image's memory layout: ``"contiguous"`` (default) or ``"channels_last"`` (NHWC / NDHWC,
+            matching a network converted with :func:`mlm.bundle.with_memory_format`).
 
     Returns (from ``__call__``): ``image`` on ``device`` and ``landmarks`` as a plain tensor ``(B, N, D)`` on
     ``device`` (or ``None``), in their floating dtype (float64 as ``LoadLandmarksd`` gives them, so that the
@@ -35,11 +39,17 @@ class PrepareLandmarkBatch(PrepareBatch):
     """
 
     def __init__(
-        self, image_key: str = "image", landmarks_key: str = "landmarks", num_landmarks: int | None = None
+        self,
+        image_key: str = "image",
+        landmarks_key: str = "landmarks",
+        num_landmarks: int | None = None,
+        memory_format: str | None = None,
     ) -> None:
         self.image_key = image_key
         self.landmarks_key = landmarks_key
         self.num_landmarks = num_landmarks
+        memory_format_of(memory_format, 4)  # an unknown name raises here, not at the first batch
+        self.memory_format = memory_format
 
     def __call__(
         self,
@@ -52,6 +62,8 @@ class PrepareLandmarkBatch(PrepareBatch):
             keys = list(batchdata) if isinstance(batchdata, Mapping) else type(batchdata).__name__
             raise ValueError(f"PrepareLandmarkBatch: the batch has no {self.image_key!r} entry (got {keys}).")
         image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        if self.memory_format not in (None, "contiguous") and image.ndim in (4, 5):
+            image = image.contiguous(memory_format=memory_format_of(self.memory_format, image.ndim))
         landmarks = batchdata.get(self.landmarks_key)
         if not isinstance(landmarks, torch.Tensor):  # absent, or file names that inference did not load
             return image, None

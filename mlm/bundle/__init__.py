@@ -45,6 +45,7 @@ from mlm.bundle.resumable_dataset import ResumableCacheDataset
 from mlm.bundle.sampling import DataPosition, ResumableSampler, SampleKey, sample_seed
 from mlm.bundle.schema import metadata_schema_path
 from mlm.bundle.training_length import num_epochs
+from mlm.memory_format import with_memory_format
 
 __all__ = [
     "LR_SCHEDULES",
@@ -89,6 +90,7 @@ __all__ = [
     "root_cause",
     "sample_seed",
     "unwrap_ddp",
+    "with_memory_format",
     "wrap_ddp",
 ]
 

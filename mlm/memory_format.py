@@ -2,7 +2,7 @@
 
 On a CPU, 2D convolutions in the channels-last layout (NHWC) ran 17% faster than in the default NCHW one for an SCN
 training step (``scripts/benchmark_training.py``); ``cpu.yaml`` trains 2D bundles that way. The network is converted
-once (:func:`with_memory_format`) and every batch as it is prepared (:class:`mlm.engines.PrepareLandmarkBatch`), so
+once (:func:`with_memory_format`, also ``mlm.bundle.with_memory_format`` for the configs) and every batch as it is prepared (:class:`mlm.engines.PrepareLandmarkBatch`), so
 the convolutions see matching layouts and no conversion happens inside the model. Results are the same up to float
 rounding (the convolution's summation order differs).
 """
