@@ -29,7 +29,8 @@ __all__ = ["MaxMerger", "SlidingWindowPositionSplitter", "MaxSlidingWindowInfere
 class MaxMerger(Merger):
     """Merge patches by voxel-wise maximum; voxels that no patch covered get ``fill_value``.
 
-    The accumulator starts at ``-inf``; ``aggregate`` takes ``torch.maximum`` in place over the patch's region.
+    The accumulator starts at ``-inf``; ``aggregate`` takes ``torch.maximum`` in place over the patch's region (out of
+    place when the patch requires grad, so that an attack can differentiate through the merge).
 
     Args:
         merged_shape: shape ``(B, N, *S_padded)`` of the accumulator.
@@ -66,8 +67,13 @@ class MaxMerger(Merger):
                 f"{len(self.merged_shape) - 2} entries, got shape {tuple(values.shape)} and location {tuple(location)}."
             )
         spatial = tuple(slice(int(loc), int(loc) + int(size)) for loc, size in zip(location, values.shape[2:]))
-        region = self.values[(slice(None), slice(None)) + spatial]
-        torch.maximum(region, values.to(device=region.device, dtype=region.dtype), out=region)
+        index = (slice(None), slice(None)) + spatial
+        region = self.values[index]
+        values = values.to(device=region.device, dtype=region.dtype)
+        if values.requires_grad:  # an attack differentiates through the merge (LandmarkAttackHandler, use_inferer)
+            self.values[index] = torch.maximum(region.clone(), values)
+        else:
+            torch.maximum(region, values, out=region)
         self.covered[spatial] = True
 
     def finalize(self) -> torch.Tensor:

@@ -21,7 +21,15 @@ import torch  # noqa: E402
 
 from transforms.io.atomic import atomic_write  # noqa: E402
 
-__all__ = ["cumulative_plot_limit", "display_2d", "plot_cumulative_ipe", "plot_overlay"]
+__all__ = [
+    "cumulative_plot_limit",
+    "display_2d",
+    "plot_attack_convergence",
+    "plot_attack_eps_sweep",
+    "plot_cumulative_ipe",
+    "plot_isolation",
+    "plot_overlay",
+]
 
 
 def _numpy(x) -> np.ndarray:
@@ -222,6 +230,140 @@ def plot_overlay(
             )
             ax.set_axis_off()
         axes[0].legend(loc="upper right", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, dpi)
+
+
+def plot_attack_convergence(
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    path: str | os.PathLike,
+    radius: float = 4.0,
+    unit: str = "mm",
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Convergence of targeted landmark attacks: error and SDR of the moved (against their goals) and the stationary
+    (against the ground truth) landmarks over the attack's iterations, one pair of curves per attack.
+
+    Args:
+        curves: attack name (e.g. ``"TI"``, ``"ATI"``) -> rows with ``iteration``, ``targeted_mre``,
+            ``stationary_mre``, ``targeted_sdr``, ``stationary_sdr`` (the ``iterations`` of
+            :func:`mlm.attacks.attack_metrics`; iteration 0 = the clean prediction).
+        path: output image file.
+        radius: the SDR radius, for the axis label.
+        unit: unit of the errors (``"mm"`` or ``"px"``).
+        title: figure title.
+        dpi: resolution.
+    """
+    if not curves:
+        raise ValueError("plot_attack_convergence: no curves.")
+    fig, (ax_e, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, rows) in enumerate(curves.items()):
+        rows = sorted(rows, key=lambda r: r["iteration"])
+        k = [r["iteration"] for r in rows]
+        color = f"C{i}"
+        for key, style, what in (("targeted", "-", "moved vs goal"), ("stationary", "--", "stationary vs truth")):
+            mre = [np.nan if r[f"{key}_mre"] is None else r[f"{key}_mre"] for r in rows]
+            sdr = [np.nan if r[f"{key}_sdr"] is None else 100 * r[f"{key}_sdr"] for r in rows]
+            ax_e.plot(k, mre, style, marker="o", ms=3, color=color, label=f"{name}: {what}")
+            ax_s.plot(k, sdr, style, marker="o", ms=3, color=color, label=f"{name}: {what}")
+    ax_e.set_ylabel(f"MRE [{unit}]")
+    ax_s.set_ylabel(f"SDR {radius:g} {unit} [%]")
+    ax_s.set_ylim(-2, 102)
+    for ax in (ax_e, ax_s):
+        ax.set_xlabel("attack iteration")
+        ax.grid(alpha=0.3)
+    ax_e.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, dpi)
+
+
+def plot_isolation(
+    isolation,
+    attack_error,
+    path: str | os.PathLike,
+    names: Sequence[str] | None = None,
+    pearson_r: float | None = None,
+    unit: str = "mm",
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Scatter plot of the degree of isolation (mean distance to the nearest landmarks) against the targeted error,
+    one point per landmark (:func:`mlm.attacks.isolation_analysis`); NaN / None values are left out.
+
+    Args:
+        isolation: ``(N,)`` degrees of isolation.
+        attack_error: ``(N,)`` targeted errors (against the goals).
+        path: output image file.
+        names: N landmark names written next to the points.
+        pearson_r: correlation written in the title.
+        unit: unit of both axes.
+        title: figure title (default: the correlation).
+        dpi: resolution.
+    """
+    x = np.array([np.nan if v is None else v for v in np.asarray(isolation, dtype=object).reshape(-1)], dtype=float)
+    y = np.array([np.nan if v is None else v for v in np.asarray(attack_error, dtype=object).reshape(-1)], dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"plot_isolation: {x.size} isolation values for {y.size} errors.")
+    ok = np.isfinite(x) & np.isfinite(y)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(x[ok], y[ok], s=18)
+    if names is not None:
+        for i in np.flatnonzero(ok):
+            ax.annotate(str(names[i]), (x[i], y[i]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
+        slope, intercept = np.polyfit(x[ok], y[ok], 1)
+        xs = np.linspace(x[ok].min(), x[ok].max(), 2)
+        ax.plot(xs, slope * xs + intercept, color="C1", lw=1)
+    ax.set_xlabel(f"degree of isolation: mean distance to the nearest landmarks [{unit}]")
+    ax.set_ylabel(f"targeted error (moved landmark to its goal) [{unit}]")
+    ax.grid(alpha=0.3)
+    r_text = "n/a" if pearson_r is None or not np.isfinite(pearson_r) else f"{pearson_r:.3f}"
+    ax.set_title(title or f"isolation vs attack error: Pearson r = {r_text} ({int(ok.sum())} landmarks)", fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def plot_attack_eps_sweep(
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    path: str | os.PathLike,
+    radius: float = 4.0,
+    unit: str = "mm",
+    title: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """Targeted attacks against their eps: targeted MRE and the targeted and stationary SDR at the last checkpoint.
+
+    Args:
+        curves: attack name -> rows with ``eps_255`` (grey levels), ``targeted_mre``, ``targeted_sdr`` and
+            ``stationary_sdr`` (None / NaN: not drawn).
+        path: output image file.
+        radius: the SDR radius, for the axis label.
+        unit: unit of the errors.
+        title: figure title.
+        dpi: resolution.
+    """
+    if not curves:
+        raise ValueError("plot_attack_eps_sweep: no curves.")
+
+    def values(rows: Sequence[Mapping[str, float]], key: str, scale: float = 1.0) -> list[float]:
+        return [np.nan if r.get(key) is None else scale * r[key] for r in rows]
+
+    fig, (ax_e, ax_s) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, rows) in enumerate(curves.items()):
+        rows = sorted(rows, key=lambda r: r["eps_255"])
+        eps = [r["eps_255"] for r in rows]
+        ax_e.plot(eps, values(rows, "targeted_mre"), "-o", ms=3, color=f"C{i}", label=f"{name}: moved vs goal")
+        ax_s.plot(eps, values(rows, "targeted_sdr", 100), "-o", ms=3, color=f"C{i}", label=f"{name}: moved vs goal")
+        ax_s.plot(eps, values(rows, "stationary_sdr", 100), "--o", ms=3, color=f"C{i}", label=f"{name}: stationary")
+    ax_e.set_ylabel(f"targeted MRE [{unit}]")
+    ax_s.set_ylabel(f"SDR {radius:g} {unit} [%]")
+    ax_s.set_ylim(-2, 102)
+    for ax in (ax_e, ax_s):
+        ax.set_xlabel("eps [grey levels of 0-255]")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)

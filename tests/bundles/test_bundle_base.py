@@ -30,6 +30,10 @@ SHARED = (
     "unet.yaml",
     "refine.yaml",
     "refine_inference.yaml",
+    "attack.yaml",
+    "train_sat.yaml",
+    "train_amat.yaml",
+    "robustness.yaml",
     "logging.conf",
 )
 #: the longest block of consecutive config lines two bundles may have in common (the issue's bar: more than five fails)
