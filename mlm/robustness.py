@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 
 from mlm.metrics import summarize_errors  # noqa: E402
 from mlm.reports import write_metrics_csv, write_metrics_json  # noqa: E402
-from transforms.io.atomic import atomic_write, atomic_write_text  # noqa: E402
+from mlm.visualize import save_figure  # noqa: E402
+from transforms.io.atomic import atomic_write_text  # noqa: E402
 
 __all__ = [
     "markdown_table",
@@ -92,12 +93,7 @@ def plot_robustness_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        return atomic_write(
-            Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"), make_parents=True
-        )
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi, make_parents=True)
 
 
 def write_robustness_report(
@@ -133,9 +129,4 @@ def plot_margin_histogram(
         ax.legend(fontsize=8)
     ax.set(xlabel="margin (L2 radius, image intensity units)", ylabel="training samples", title=title)
     fig.tight_layout()
-    try:
-        return atomic_write(
-            Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"), make_parents=True
-        )
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi, make_parents=True)

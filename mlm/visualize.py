@@ -38,18 +38,25 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
-    """Save ``fig`` atomically to ``path`` (format from its extension, PNG without one) and close it."""
+def save_figure(fig, path: str | os.PathLike, dpi: int, make_parents: bool = False) -> Path:
+    """Save ``fig`` atomically to ``path`` (format from its extension, PNG without one) and close it.
+
+    Raises:
+        FileNotFoundError: ``path``'s folder does not exist and ``make_parents`` is False.
+    """
     path = Path(path)
     fmt = path.suffix.lstrip(".") or "png"
     try:
-        if not path.parent.is_dir():
+        if not make_parents and not path.parent.is_dir():
             raise FileNotFoundError(f"cannot save the figure to {path}: folder {path.parent} does not exist.")
         return atomic_write(
-            path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt), make_parents=False
+            path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt), make_parents=make_parents
         )
     finally:
         plt.close(fig)
+
+
+_save = save_figure
 
 
 def cumulative_plot_limit(errors: Sequence[np.ndarray], radii: Sequence[float] = ()) -> float:
@@ -268,16 +275,22 @@ def plot_attack_convergence(
             sdr = [np.nan if r[f"{key}_sdr"] is None else 100 * r[f"{key}_sdr"] for r in rows]
             ax_e.plot(k, mre, style, marker="o", ms=3, color=color, label=f"{name}: {what}")
             ax_s.plot(k, sdr, style, marker="o", ms=3, color=color, label=f"{name}: {what}")
-    ax_e.set_ylabel(f"MRE [{unit}]")
-    ax_s.set_ylabel(f"SDR {radius:g} {unit} [%]")
-    ax_s.set_ylim(-2, 102)
-    for ax in (ax_e, ax_s):
-        ax.set_xlabel("attack iteration")
-        ax.grid(alpha=0.3)
-    ax_e.legend(fontsize=7)
+    _finish_error_sdr_axes(ax_e, ax_s, f"MRE [{unit}]", f"SDR {radius:g} {unit} [%]", "attack iteration", (ax_e,))
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)
+
+
+def _finish_error_sdr_axes(ax_e, ax_s, error_label: str, sdr_label: str, xlabel: str, legend_axes) -> None:
+    """Labels, the SDR axis's 0-100% range, grids and legends of an (error, SDR) pair of axes."""
+    ax_e.set_ylabel(error_label)
+    ax_s.set_ylabel(sdr_label)
+    ax_s.set_ylim(-2, 102)
+    for ax in (ax_e, ax_s):
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    for ax in legend_axes:
+        ax.legend(fontsize=7)
 
 
 def plot_isolation(
@@ -357,13 +370,9 @@ def plot_attack_eps_sweep(
         ax_e.plot(eps, values(rows, "targeted_mre"), "-o", ms=3, color=f"C{i}", label=f"{name}: moved vs goal")
         ax_s.plot(eps, values(rows, "targeted_sdr", 100), "-o", ms=3, color=f"C{i}", label=f"{name}: moved vs goal")
         ax_s.plot(eps, values(rows, "stationary_sdr", 100), "--o", ms=3, color=f"C{i}", label=f"{name}: stationary")
-    ax_e.set_ylabel(f"targeted MRE [{unit}]")
-    ax_s.set_ylabel(f"SDR {radius:g} {unit} [%]")
-    ax_s.set_ylim(-2, 102)
-    for ax in (ax_e, ax_s):
-        ax.set_xlabel("eps [grey levels of 0-255]")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    _finish_error_sdr_axes(
+        ax_e, ax_s, f"targeted MRE [{unit}]", f"SDR {radius:g} {unit} [%]", "eps [grey levels of 0-255]", (ax_e, ax_s)
+    )
     if title:
         fig.suptitle(title)
     return _save(fig, path, dpi)
