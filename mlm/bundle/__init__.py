@@ -30,6 +30,7 @@ from mlm.bundle.distributed import (
     wrap_ddp,
 )
 from mlm.bundle.errors import error_summary, install_error_hook, is_bundle_run, root_cause
+from mlm.bundle.farnet import farnet, farnet_loss
 from mlm.bundle.geometry import PreprocessingGeometry, checkpoint_geometry, geometry_overrides
 from mlm.bundle.landmarks import datalist_landmark_names, datalist_num_landmarks
 from mlm.bundle.multitask import multitask_loss, multitask_unet
@@ -68,6 +69,8 @@ __all__ = [
     "datalist_num_landmarks",
     "distributed_device",
     "error_summary",
+    "farnet",
+    "farnet_loss",
     "full_resolution_preprocessing",
     "init_distributed",
     "install_error_hook",

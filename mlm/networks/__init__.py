@@ -1,4 +1,5 @@
-"""Landmark localization networks: SpatialConfiguration-Net, Localization U-Net, multi-task U-Net and their building blocks."""
+"""Landmark localization networks: SpatialConfiguration-Net, Localization U-Net, multi-task U-Net, FARNet and their
+building blocks."""
 
 from mlm.networks.blocks import (
     ContractingBlock,
@@ -11,6 +12,7 @@ from mlm.networks.blocks import (
     check_input,
     keys_cubic_kernel,
 )
+from mlm.networks.farnet import FARNet, densenet121_key_map
 from mlm.networks.mtunet import MultiTaskUNet, vgg19_features_key_map
 from mlm.networks.scn import SCNLocalAppearance, SCNSpatialConfiguration, SpatialConfigurationNet
 from mlm.networks.unet import LocalizationUNet
@@ -20,6 +22,7 @@ __all__ = [
     "ConvAct",
     "CubicUpsample",
     "ExpandingBlock",
+    "FARNet",
     "LinearUpsample",
     "LocalizationUNet",
     "MultiTaskUNet",
@@ -29,6 +32,7 @@ __all__ = [
     "TensorModule",
     "check_divisible",
     "check_input",
+    "densenet121_key_map",
     "keys_cubic_kernel",
     "vgg19_features_key_map",
 ]

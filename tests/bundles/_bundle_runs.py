@@ -16,6 +16,7 @@ from mlm.bundle.launch import run_bundle as _run_bundle
 __all__ = [
     "BUNDLES",
     "CEPH_TINY",
+    "FARNET_TINY",
     "HAND_MRI_TINY",
     "HAND_XRAY_TINY",
     "MTUNET_TINY",
@@ -57,6 +58,9 @@ MTUNET_TINY = [
     "--num_workers",
     "0",
 ]
+
+#: farnet_ceph: 4 mm cephalogram phantom pixels in a 64x64 input (a multiple of 32), sigma 3 px (DenseNet-121 widths)
+FARNET_TINY = ["--patch_size", "[64,64]", "--pixdim", "4.0", "--sigma", "3.0", "--num_workers", "0"]
 
 
 def run_bundle(bundle: str, configs: list[str], args: list[str], torchrun: int = 0, timeout: float = 240):

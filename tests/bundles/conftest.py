@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _bundle_runs import CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, MTUNET_TINY, SPINE_TINY, train_tiny
+from _bundle_runs import CEPH_TINY, FARNET_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, MTUNET_TINY, SPINE_TINY, train_tiny
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +70,9 @@ def hand_mri_trained(hand_mri_data, tmp_path_factory) -> Path:
 def mtunet_trained(ceph_data, tmp_path_factory) -> Path:
     """Two training iterations of mtunet_ceph (cpu.yaml + tiny overrides); returns the run folder."""
     return train_tiny("mtunet_ceph", ceph_data, tmp_path_factory.mktemp("mtunet_run"), MTUNET_TINY)
+
+
+@pytest.fixture(scope="session")
+def farnet_trained(ceph_data, tmp_path_factory) -> Path:
+    """Two training iterations of farnet_ceph (cpu.yaml + tiny overrides); returns the run folder."""
+    return train_tiny("farnet_ceph", ceph_data, tmp_path_factory.mktemp("farnet_run"), FARNET_TINY)
