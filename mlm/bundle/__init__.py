@@ -22,6 +22,7 @@ from mlm.bundle.configs import bundle_config_parser, resolve_file_macros
 from mlm.bundle.datasets import check_dataset_dir, load_split
 from mlm.bundle.distributed import (
     distributed_device,
+    finish_distributed,
     init_distributed,
     is_rank_zero,
     rank_zero_handlers,
@@ -72,6 +73,7 @@ __all__ = [
     "farnet",
     "farnet_loss",
     "full_resolution_preprocessing",
+    "finish_distributed",
     "init_distributed",
     "install_error_hook",
     "is_bundle_run",

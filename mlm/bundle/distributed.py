@@ -11,6 +11,7 @@ from torch import nn
 
 __all__ = [
     "init_distributed",
+    "finish_distributed",
     "distributed_device",
     "wrap_ddp",
     "unwrap_ddp",
@@ -39,6 +40,17 @@ def init_distributed(backend: str | None = None) -> str:
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     dist.init_process_group(backend=backend)
     return backend
+
+
+def finish_distributed() -> None:
+    """End the process group (no-op when none): wait for every process, then destroy it.
+
+    Without the barrier a process that finished first tears down its gloo threads while rank 0 still saves and
+    reports; under load this ended a successful run with ``terminate called without an active exception``.
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def distributed_device() -> torch.device:
