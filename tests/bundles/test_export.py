@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 import zoo_checks
-from _bundle_runs import BUNDLES, CEPH_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, MTUNET_TINY, SPINE_TINY
+from _bundle_runs import BUNDLES, CEPH_TINY, FARNET_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, MTUNET_TINY, SPINE_TINY
 
 from mlm.bundle.export import DEFAULT_DATASET_DIR, ExportError, export_bundle, network_state_dict
 from mlm.bundle.vendor import (
@@ -45,7 +45,7 @@ from mlm.bundle.zoo_metadata import MetadataError, eval_metrics_from_report, req
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_SCHEMA = REPO.parent / "shared" / "zoo" / "meta_schema_20240725.json"
-ALL_BUNDLES = ("scn_ceph", "scn_spine_ct", "scn_hand_xray", "scn_hand_mri", "mtunet_ceph")
+ALL_BUNDLES = ("scn_ceph", "scn_spine_ct", "scn_hand_xray", "scn_hand_mri", "mtunet_ceph", "farnet_ceph")
 #: bundle -> (phantom fixture, trained-run fixture, tiny-geometry overrides of the training run)
 CASES = {
     "scn_ceph": ("ceph_data", "ceph_trained", CEPH_TINY),
@@ -53,6 +53,7 @@ CASES = {
     "scn_hand_xray": ("hand_xray_data", "hand_xray_trained", HAND_XRAY_TINY),
     "scn_hand_mri": ("hand_mri_data", "hand_mri_trained", [*HAND_MRI_TINY, "--sigma", "1.0"]),
     "mtunet_ceph": ("ceph_data", "mtunet_trained", MTUNET_TINY),
+    "farnet_ceph": ("ceph_data", "farnet_trained", FARNET_TINY),
 }
 #: largest difference of predicted coordinates (mm) between the exported and the source bundle
 POINT_TOLERANCE_MM = 1e-6
