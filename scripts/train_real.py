@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             bundle=args.bundle,
             eval_splits=args.eval_splits,
         )
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:
         raise SystemExit(f"train_real: {e}") from None
     if summary:
         print("\n" + recipe_table(summary))

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mlm.bundle.checkpoints import atomic_torch_save
 from mlm.bundle.launch import REPO_DIR, read_metrics, run_bundle_step
 from mlm.data.datalist import datalist_split_names, load_datalist, read_datalist_json, write_datalist
 from mlm.reports import read_point_errors, write_metrics_json
@@ -53,7 +54,7 @@ class Recipe:
         validation_images: images at the end of the training split held out for validation.
         eval_splits: splits of the prepared datalist the recipe reports (never used for any choice).
         global_iterations / refine_iterations / val_interval: training lengths (iterations).
-        refine_facts: refinement overrides (``--refine_spacing``... ); the offset sigma comes from the validation.
+        refine_overrides: refinement overrides (``--refine_spacing``...); the offset sigma comes from the validation.
         published: the papers' figures the table stands next to (text lines).
     """
 
@@ -209,10 +210,7 @@ def export_weights(checkpoint: Path, target: Path) -> Path:
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = state.get("model", state)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(target)
-    return target
+    return atomic_torch_save(state, target)
 
 
 def _summary(metrics: dict) -> dict:
@@ -243,7 +241,7 @@ def run_recipe(
         global_iterations / refine_iterations / val_interval: override the recipe's lengths.
         threads: ``OMP_NUM_THREADS`` of the bundle runs (None: the default).
         stop_after: ``"global"`` stops after the global stage's training (a leg of a longer run).
-        bundle: the bundle (default: the recipe's; for ``"datalist"`` the 2D bundle matching the data).
+        bundle: the bundle (default: the recipe's; ``scn_ceph`` for ``"datalist"``).
         eval_splits: the splits to evaluate (default: the recipe's).
     """
     recipe = RECIPES[name]
@@ -256,6 +254,15 @@ def run_recipe(
     v_it = val_interval or recipe.val_interval
     out.mkdir(parents=True, exist_ok=True)
     run = RecipeRun(recipe, out, model, threads)
+    settings = {"recipe": name, "bundle": recipe.bundle, "model": model, "iterations": [g_it, r_it, v_it]}
+    earlier = run.log.get("settings")
+    if earlier is not None and earlier != settings:
+        raise ValueError(
+            f"{out} holds a run of another recipe setting ({earlier}, this command: {settings}): resume it with its "
+            "own options or use another --out."
+        )
+    run.log["settings"] = settings
+    run._save_log()
     gts = list(recipe.ground_truths)
     data = {gt: out / ("data" if i == 0 else f"data_{gt}") for i, gt in enumerate(gts)}
     for gt in gts:

@@ -96,3 +96,16 @@ def test_recipe_table_isbi_and_hand_layouts():
         "published": [],
     }
     assert "| validation (payer) | global | 2 | 0.70 mm | 0.90 +- 0.40 mm | 3 | 1 | 0 |" in recipe_table(hand)
+
+
+def test_a_run_folder_refuses_another_recipe_setting(tmp_path):
+    from mlm.bundle.recipes import run_recipe
+
+    out = tmp_path / "run"
+    out.mkdir()
+    settings = {"recipe": "hand_xray", "bundle": "scn_hand_xray", "model": "scn", "iterations": [4000, 3000, 250]}
+    (out / "recipe.json").write_text(json.dumps({"steps": {}, "settings": settings}), encoding="utf-8")
+    with pytest.raises(ValueError, match="holds a run of another recipe setting"):
+        run_recipe("hand_xray", tmp_path / "no_data", out, model="unet")
+    with pytest.raises(ValueError, match="holds a run of another recipe setting"):
+        run_recipe("hand_xray", tmp_path / "no_data", out, global_iterations=10)
