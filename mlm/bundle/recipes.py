@@ -368,6 +368,7 @@ def run_recipe(
         "figures": figures,
         "training_minutes": {k: v["minutes"] for k, v in run.log["steps"].items() if "training" in k},
         "published": list(recipe.published),
+        "bars": recipe_bars(name, figures),
     }
     write_metrics_json(weights / "figures.json", summary)
     run.log["summary"] = summary
@@ -382,6 +383,29 @@ def _pct(x) -> str:
 def _at(values: dict, radius: float):
     """The entry of a ``{"2": ..., "2.5": ...}`` radius table at ``radius`` (None when absent)."""
     return next((v for k, v in values.items() if math.isclose(float(k), radius)), None)
+
+
+def recipe_bars(name: str, figures: dict) -> list[dict]:
+    """Issue 13's accuracy bars for a recipe's refined figures: ISBI 2015 Test1 (doctors' mean) MRE <= 1.5 mm and
+    SDR 2 mm >= 75%; hands: wrist-normalised PE median <= 0.8 mm and no error above 10 mm. ``[]`` for other recipes.
+
+    Returns:
+        ``[{"bar": text, "value": text, "passed": bool}]``.
+    """
+    bars = []
+    if name == "isbi2015" and "test1" in figures:
+        m = figures["test1"]["refined"]
+        sdr2 = _at(m["sdr"], 2.0)
+        bars.append({"bar": "Test1 MRE <= 1.5 mm", "value": f"{m['pe_mean']:.2f} mm", "passed": m["pe_mean"] <= 1.5})
+        bars.append({"bar": "Test1 SDR 2 mm >= 75%", "value": _pct(sdr2), "passed": sdr2 is not None and sdr2 >= 0.75})
+    if name == "hand_xray" and "validation" in figures:
+        n = figures["validation"]["refined"]["normalized"]
+        over = _at(n["outliers"], 10.0)
+        bars.append(
+            {"bar": "PE median <= 0.8 mm", "value": f"{n['pe_median']:.2f} mm", "passed": n["pe_median"] <= 0.8}
+        )
+        bars.append({"bar": "no error above 10 mm", "value": f"{over} above", "passed": over == 0})
+    return bars
 
 
 def recipe_table(summary: dict) -> str:
@@ -418,4 +442,7 @@ def recipe_table(summary: dict) -> str:
                     f"{m['pe_median']:.2f} | {sdr} |"
                 )
     lines += ["", "Published:", *[f"- {p}" for p in summary["published"]]]
+    bars = summary.get("bars", [])
+    if bars:
+        lines += ["", *[f"{'PASS' if b['passed'] else 'FAIL'}: {b['bar']} ({b['value']})" for b in bars]]
     return "\n".join(lines)

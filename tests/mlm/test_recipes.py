@@ -109,3 +109,18 @@ def test_a_run_folder_refuses_another_recipe_setting(tmp_path):
         run_recipe("hand_xray", tmp_path / "no_data", out, model="unet")
     with pytest.raises(ValueError, match="holds a run of another recipe setting"):
         run_recipe("hand_xray", tmp_path / "no_data", out, global_iterations=10)
+
+
+def test_recipe_bars_pass_and_fail_on_the_issue_thresholds():
+    from mlm.bundle.recipes import recipe_bars
+
+    passing = {"test1": {"refined": _metrics(1.5)}}  # exactly at the bar: 1.5 mm, SDR 2 mm 75%
+    assert [b["passed"] for b in recipe_bars("isbi2015", passing)] == [True, True]
+    failing = {"test1": {"refined": {**_metrics(1.51), "sdr": {"2": 0.7499}}}}
+    assert [b["passed"] for b in recipe_bars("isbi2015", failing)] == [False, False]
+    hand = {"pe_median": 0.8, "pe_mean": 1.0, "pe_std": 1.0, "outliers": {"2": 9, "4": 2, "10": 1}}
+    bars = recipe_bars("hand_xray", {"validation": {"refined": _metrics(3.0, "px", hand)}})
+    assert [(b["bar"], b["passed"]) for b in bars] == [("PE median <= 0.8 mm", True), ("no error above 10 mm", False)]
+    assert recipe_bars("datalist", {"test": {"refined": _metrics(1.0)}}) == []
+    summary = {"recipe": "hand_xray", "figures": {}, "published": [], "bars": bars}
+    assert recipe_table(summary).endswith("PASS: PE median <= 0.8 mm (0.80 mm)\nFAIL: no error above 10 mm (1 above)")
