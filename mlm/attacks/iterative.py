@@ -422,6 +422,9 @@ class TargetedIFGSM(LandmarkAttack):
     Args: as :class:`LandmarkAttack` (step_size default ``0.05 * eps``, 300 iterations: the paper's protocol).
     """
 
+    #: weight the landmark terms by ``L_j / mean L`` (:class:`AdaptiveTargetedIFGSM`)
+    ADAPTIVE = False
+
     def __init__(
         self,
         objective: LandmarkAttackObjective,
@@ -438,14 +441,14 @@ class TargetedIFGSM(LandmarkAttack):
             num_iterations,
             norm="linf",
             targeted=True,
-            adaptive=False,
+            adaptive=self.ADAPTIVE,
             random_start=False,
             value_range=value_range,
             record_iterations=record_iterations,
         )
 
 
-class AdaptiveTargetedIFGSM(LandmarkAttack):
+class AdaptiveTargetedIFGSM(TargetedIFGSM):
     """Adaptive targeted iterative FGSM (ATI-FGSM, the authors' mode 1): :class:`TargetedIFGSM` with the loss
     ``sum_j alpha_j L_j``, ``alpha_j = L_j / mean_k L_k`` (per image, detached, recomputed every iteration), so
     landmarks far from their targets get more of the gradient's sign.
@@ -453,27 +456,7 @@ class AdaptiveTargetedIFGSM(LandmarkAttack):
     Args: as :class:`TargetedIFGSM`.
     """
 
-    def __init__(
-        self,
-        objective: LandmarkAttackObjective,
-        eps: float,
-        step_size: float | None = None,
-        num_iterations: int = 300,
-        value_range: Sequence[float] | None = None,
-        record_iterations: Sequence[int] = (),
-    ) -> None:
-        super().__init__(
-            objective,
-            eps,
-            step_size,
-            num_iterations,
-            norm="linf",
-            targeted=True,
-            adaptive=True,
-            random_start=False,
-            value_range=value_range,
-            record_iterations=record_iterations,
-        )
+    ADAPTIVE = True
 
 
 class PGD(LandmarkAttack):
