@@ -4,7 +4,8 @@ MONAI's ``SupervisedTrainer`` calls ``loss_function(pred, label)`` with what ``p
 label. For heatmap regression with targets built inside the loss (so that sigma can be learned, see
 :class:`mlm.losses.SCNHeatmapLoss`) the label is the landmark tensor itself: :class:`PrepareLandmarkBatch`
 returns ``(image (B, C, *S), landmarks (B, N, D))``, landmarks in voxel coordinates of the image, NaN rows for
-missing landmarks.
+missing landmarks. :class:`PrepareDomainBatch` also hands a universal model the batch's domain
+(``network(image, domain=k)``) through the ``(inputs, targets, args, kwargs)`` form that MONAI's engines accept.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from monai.engines.utils import PrepareBatch
 
 from mlm.memory_format import memory_format_of
 
-__all__ = ["PrepareLandmarkBatch", "lower_is_better"]
+__all__ = ["PrepareDomainBatch", "PrepareLandmarkBatch", "lower_is_better"]
 
 
 class PrepareLandmarkBatch(PrepareBatch):
@@ -82,6 +83,70 @@ class PrepareLandmarkBatch(PrepareBatch):
                 f"{self.num_landmarks} (images {_names(image)})."
             )
         return image, landmarks
+
+
+class PrepareDomainBatch(PrepareLandmarkBatch):
+    """:class:`PrepareLandmarkBatch` for a universal model: also the batch's domain, as ``network(..., domain=k)``.
+
+    MONAI's ``SupervisedTrainer`` and ``SupervisedEvaluator`` accept ``(inputs, targets, args, kwargs)`` from
+    ``prepare_batch`` and call ``inferer(inputs, network, *args, **kwargs)``, which calls ``network(inputs, **kwargs)``;
+    the domain thus reaches the network without a custom engine. A batch is one domain
+    (:class:`mlm.bundle.domains.DomainBlockSampler`).
+
+    Args:
+        domain_key: the batch key of the domain indices ``(B,)`` (the datalist's ``"domain"``).
+        num_landmarks: landmarks per image of each domain (a batch of domain ``k`` must have ``num_landmarks[k]``),
+            or None.
+        default_domain: the domain of batches without ``domain_key`` (inference on one domain's images).
+        image_key, landmarks_key, memory_format: as :class:`PrepareLandmarkBatch`.
+
+    Returns (from ``__call__``): ``(image, landmarks, (), {"domain": k})``.
+    """
+
+    def __init__(
+        self,
+        domain_key: str = "domain",
+        num_landmarks: list[int] | tuple[int, ...] | None = None,
+        default_domain: int = 0,
+        image_key: str = "image",
+        landmarks_key: str = "landmarks",
+        memory_format: str | None = None,
+    ) -> None:
+        super().__init__(image_key, landmarks_key, None, memory_format)
+        self.domain_key = domain_key
+        self.domain_landmarks = None if num_landmarks is None else [int(n) for n in num_landmarks]
+        self.default_domain = int(default_domain)
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple, dict[str, int]]:
+        image, landmarks = super().__call__(batchdata, device, non_blocking, **kwargs)
+        domains = batchdata.get(self.domain_key) if isinstance(batchdata, Mapping) else None
+        if domains is None:
+            domain = self.default_domain
+        else:
+            values = sorted({int(d) for d in torch.as_tensor(domains).flatten().tolist()})
+            if len(values) != 1:
+                raise ValueError(
+                    f"PrepareDomainBatch: a batch must hold one domain, got domains {values} (images {_names(image)})."
+                )
+            domain = values[0]
+        if self.domain_landmarks is not None:
+            if not 0 <= domain < len(self.domain_landmarks):
+                raise ValueError(
+                    f"PrepareDomainBatch: domain {domain} is not one of the model's {len(self.domain_landmarks)} domains "
+                    f"(images {_names(image)})."
+                )
+            if landmarks is not None and landmarks.shape[1] != self.domain_landmarks[domain]:
+                raise ValueError(
+                    f"PrepareDomainBatch: {landmarks.shape[1]} landmarks per image, domain {domain} predicts "
+                    f"{self.domain_landmarks[domain]} (images {_names(image)})."
+                )
+        return image, landmarks, (), {"domain": domain}
 
 
 def lower_is_better(current: float, prev: float) -> bool:

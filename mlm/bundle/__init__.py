@@ -30,9 +30,18 @@ from mlm.bundle.distributed import (
     unwrap_ddp,
     wrap_ddp,
 )
+from mlm.bundle.domains import (
+    DomainBlockSampler,
+    DomainConcatDataset,
+    UniversalGeometry,
+    domain_datasets,
+    domain_num_landmarks,
+    domain_settings,
+)
 from mlm.bundle.errors import error_summary, install_error_hook, is_bundle_run, root_cause
 from mlm.bundle.farnet import farnet, farnet_loss
 from mlm.bundle.geometry import PreprocessingGeometry, checkpoint_geometry, geometry_overrides
+from mlm.bundle.gu2net import gu2net, gu2net_loss
 from mlm.bundle.landmarks import datalist_landmark_names, datalist_num_landmarks
 from mlm.bundle.multitask import multitask_loss, multitask_unet
 from mlm.bundle.optim import LR_SCHEDULES, iteration_lr_scheduler, parameter_groups
@@ -52,6 +61,14 @@ from mlm.memory_format import with_memory_format
 __all__ = [
     "LR_SCHEDULES",
     "DataPosition",
+    "DomainBlockSampler",
+    "DomainConcatDataset",
+    "UniversalGeometry",
+    "domain_datasets",
+    "domain_num_landmarks",
+    "domain_settings",
+    "gu2net",
+    "gu2net_loss",
     "PatchNormalization",
     "PreprocessingGeometry",
     "GlobalRandomStates",

@@ -92,6 +92,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 def _landmarks_of_module(module: nn.Module) -> int | None:
     module = getattr(module, "module", module)  # DistributedDataParallel
     n = getattr(module, "num_landmarks", None)
+    if isinstance(n, tuple | list):  # a universal model: one count per domain
+        return int(n[0]) if len(n) == 1 else None
     return int(n) if n is not None else None
 
 

@@ -66,6 +66,8 @@ class PreprocessingGeometry:
         resize_mode: ``"pad_crop"``, ``"fit"`` or ``"resize"`` (:func:`mlm.bundle.landmark_preprocessing`).
         intensity_normalization: the intensity normalisation's name.
         name: logger name.
+        domain: the domain of a universal model this run uses (:class:`mlm.bundle.domains.UniversalGeometry`
+            checkpoints record one geometry per domain); None for a single-domain model.
     """
 
     def __init__(
@@ -76,7 +78,9 @@ class PreprocessingGeometry:
         resize_mode: str,
         intensity_normalization: str | None,
         name: str | None = None,
+        domain: str | None = None,
     ) -> None:
+        self.domain = domain
         self.values = {
             "spatial_dims": _plain(spatial_dims),
             "pixdim": _plain(pixdim),
@@ -106,6 +110,7 @@ class PreprocessingGeometry:
         if not state:
             self.logger.info("the checkpoint records no preprocessing geometry: the geometry was not checked.")
             return
+        state = self._domain_state(state)
         diff = self.mismatches(state)
         if diff:
             fields = "; ".join(f"{k}: trained with {a}, this run uses {b}" for k, (a, b) in diff.items())
@@ -115,6 +120,25 @@ class PreprocessingGeometry:
                 f"or pass {overrides}."
             )
         self.logger.info(f"preprocessing geometry as in training: {self.values}.")
+
+    def _domain_state(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
+        """This run's domain's geometry of a universal model's checkpoint (``{"domains": {...}}``), else ``state``."""
+        domains = state.get("domains")
+        if not isinstance(domains, Mapping):
+            if self.domain is not None:
+                raise ValueError(
+                    f"the checkpoint is a single-domain model, not a universal one (domain {self.domain!r} asked for): "
+                    "run without --universal true."
+                )
+            return state
+        if self.domain is None:
+            raise ValueError(
+                f"the checkpoint is a universal model of the domains {list(domains)}: predict one of them with "
+                "configs/domain.yaml --domain NAME --universal true."
+            )
+        if self.domain not in domains:
+            raise ValueError(f"the checkpoint's model has no domain {self.domain!r} (its domains: {sorted(domains)}).")
+        return domains[self.domain]
 
 
 def checkpoint_geometry(checkpoint: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from mlm.bundle.distributed import unwrap_ddp
 __all__ = ["LR_SCHEDULES", "iteration_lr_scheduler", "parameter_groups"]
 
 #: the schedules :func:`iteration_lr_scheduler` knows
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "cyclic")
 
 
 def parameter_groups(
@@ -74,16 +74,25 @@ def parameter_groups(
 
 
 def iteration_lr_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: str = "constant", num_iterations: int = 1, min_factor: float = 0.01
+    optimizer: torch.optim.Optimizer,
+    schedule: str = "constant",
+    num_iterations: int = 1,
+    min_factor: float = 0.01,
+    max_factor: float = 100.0,
+    step_iterations: int = 2000,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A learning-rate scheduler stepped once per training iteration (``LrScheduleHandler(epoch_level=False)``).
 
     Args:
         optimizer: the optimizer whose rates it scales (every group by the same factor).
-        schedule: ``"constant"`` (the papers: the rate never changes) or ``"cosine"`` (half a cosine from the
-            initial rate down to ``min_factor`` times it at ``num_iterations``, then held there).
+        schedule: ``"constant"`` (the papers: the rate never changes), ``"cosine"`` (half a cosine from the
+            initial rate down to ``min_factor`` times it at ``num_iterations``, then held there) or ``"cyclic"``
+            (GU2Net's ``CyclicLR(mode="triangular2")``: from the initial rate linearly up to ``max_factor`` times it
+            in ``step_iterations``, back down in as many, each later cycle's amplitude halved).
         num_iterations: length of the schedule in iterations (the bundle's ``num_iterations``).
         min_factor: final rate as a fraction of the initial one (cosine only).
+        max_factor: the first cycle's peak rate as a multiple of the initial one (cyclic only; GU2Net: 1e-2 / 1e-4).
+        step_iterations: iterations of each half cycle (cyclic only; GU2Net: 2000).
 
     Returns:
         a ``LambdaLR``; its ``state_dict`` (the iteration count) is saved with the checkpoints, so a resumed run
@@ -98,10 +107,17 @@ def iteration_lr_scheduler(
         raise ValueError(f"num_iterations must be >= 1 for an LR schedule, got {num_iterations}")
     if not 0.0 <= float(min_factor) <= 1.0:
         raise ValueError(f"min_factor must be in [0, 1], got {min_factor}")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule_factor(schedule, int(num_iterations), min_factor))
+    if schedule == "cyclic" and (float(max_factor) < 1.0 or int(step_iterations) < 1):
+        raise ValueError(
+            f"cyclic lr_schedule: max_factor must be >= 1 and step_iterations >= 1, got {max_factor}, {step_iterations}"
+        )
+    factor = _schedule_factor(schedule, int(num_iterations), min_factor, float(max_factor), int(step_iterations))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _schedule_factor(schedule: str, num_iterations: int, min_factor: float):
+def _schedule_factor(
+    schedule: str, num_iterations: int, min_factor: float, max_factor: float = 100.0, step_iterations: int = 2000
+):
     """The LR factor as a function of the iteration. A plain function, not a callable object, on purpose:
     ``LambdaLR`` then saves only its iteration count, so a resumed run follows the schedule of its own config
     (e.g. a longer ``num_iterations``) from the saved iteration on."""
@@ -109,6 +125,10 @@ def _schedule_factor(schedule: str, num_iterations: int, min_factor: float):
     def factor(iteration: int) -> float:
         if schedule == "constant":
             return 1.0
+        if schedule == "cyclic":  # torch's CyclicLR triangular2, as a factor of the base rate
+            cycle = math.floor(1 + iteration / (2 * step_iterations))
+            x = abs(iteration / step_iterations - 2 * cycle + 1)
+            return 1.0 + (max_factor - 1.0) * max(0.0, 1.0 - x) / 2 ** (cycle - 1)
         t = min(iteration, num_iterations) / num_iterations
         return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * t))
 

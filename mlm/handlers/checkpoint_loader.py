@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from monai.handlers import CheckpointLoader
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from mlm.bundle.checkpoints import check_checkpoint_compatible
+from mlm.bundle.checkpoints import check_checkpoint_compatible, load_checkpoint
 from mlm.bundle.geometry import PreprocessingGeometry, checkpoint_geometry
 
 Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
@@ -39,10 +39,11 @@ class LandmarkCheckpointLoader(CheckpointLoader):
         self.geometry = geometry
 
     def __call__(self, engine: Engine) -> None:
-        checkpoint = check_checkpoint_compatible(self.load_path, self.load_dict)
+        checkpoint = load_checkpoint(self.load_path)
         if self.geometry is not None:
             try:
                 self.geometry.load_state_dict(checkpoint_geometry(checkpoint))
             except ValueError as e:
                 raise ValueError(f"{self.load_path}: {e}") from None
+        check_checkpoint_compatible(self.load_path, self.load_dict, checkpoint)
         super().__call__(engine)
