@@ -36,6 +36,15 @@ def hand_xray_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chest_data(tmp_path_factory) -> Path:
+    from mlm.data.phantoms.chest import write_chest_phantom
+
+    root = tmp_path_factory.mktemp("chest")
+    write_chest_phantom(root, num_images=6, seed=0, size=(64, 64), overwrite=True, show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
 def hand_mri_data(tmp_path_factory) -> Path:
     from mlm.data.phantoms.hand_mri import write_hand_mri_dataset
 
