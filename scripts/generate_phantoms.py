@@ -6,8 +6,11 @@ Examples::
     python scripts/generate_phantoms.py spine_ct --out /tmp/sp --num-images 6 --spacing 4 --size-xy 32
     python scripts/generate_phantoms.py ceph --out data/ceph_phantom --pixel-size 0.8
     python scripts/generate_phantoms.py all --out data/phantoms --num-images 12 --seed 1
+    python scripts/generate_phantoms.py spine_ap --out data/phantoms/spine_ap              # AASCE layout, 20 JPEGs
+    python scripts/generate_phantoms.py chest --out data/phantoms/chest --size 256 256     # GU2Net layout, 60 PNGs
 
-``all`` writes one sub-folder per dataset (``spine_ct``, ``ceph``, ``hand_xray``, ``hand_mri``) under ``--out``.
+``all`` writes one sub-folder per dataset (``spine_ct``, ``ceph``, ``hand_xray``, ``hand_mri``) under ``--out``;
+``spine_ap`` (training and test splits only, as the AASCE layout) is generated on its own.
 Each dataset root gets a ``datalist.json`` (generic format, see ``docs/architecture.md``).
 """
 
@@ -59,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hand_mri", help="MR-like 3D hands")
     _common(p, 30)
     p.add_argument("--spacing", type=float, default=2.0, help="isotropic voxel size, mm (default 2)")
+    p = sub.add_parser("spine_ap", help="spine AP X-rays (AASCE 2019 layout: training and test)")
+    p.add_argument("--out", type=Path, required=True, help="dataset root folder (created)")
+    p.add_argument("--num-images", type=int, default=20, help="total images (default 20)")
+    p.add_argument("--num-test", type=int, default=None, help="test images (default num_images / 5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--width", type=int, default=128, help="mean image width, px (default 128)")
+    p.add_argument("--height", type=int, default=320, help="mean image height, px (default 320)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("chest", help="PA chest X-rays (GU2Net layout: pngs/, labels/), generated on its own")
+    _common(p, 60)
+    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("W", "H"), help="px (default 256 256)")
     p = sub.add_parser("all", help="all four, one sub-folder each")
     _common(p, 60)
     _spine(p)
@@ -67,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> list[Path]:
+    if args.dataset == "spine_ap":
+        from mlm.data.phantoms.spine_ap import write_spine_ap_dataset
+
+        kwargs = dict(num_test=args.num_test, width=args.width, height=args.height, overwrite=args.overwrite)
+        return [
+            write_spine_ap_dataset(args.out, args.num_images, args.seed, show_progress=not args.no_progress, **kwargs)
+        ]
     common = dict(
         num_images=args.num_images,
         seed=args.seed,
@@ -93,6 +115,10 @@ def run(args: argparse.Namespace) -> list[Path]:
             path = write_cephalogram_dataset(out, pixel_size=args.pixel_size or 0.8, **common)
         elif name == "hand_xray":
             path = write_hand_xray_dataset(out, pixel_size=args.pixel_size or 1.0, **common)
+        elif name == "chest":
+            from mlm.data.phantoms.chest import write_chest_phantom
+
+            path = write_chest_phantom(out, size=tuple(args.size), **common)
         else:
             path = write_hand_mri_dataset(out, spacing=getattr(args, "spacing", 2.0), **common)
         written.append(path)

@@ -8,6 +8,7 @@ Usage (one subcommand per dataset; see docs/datasets.md)::
     python scripts/prepare_dataset.py verse ROOT OUT
     python scripts/prepare_dataset.py afids IMAGE FCSV OUT
     python scripts/prepare_dataset.py chest ROOT OUT
+    python scripts/prepare_dataset.py aasce ROOT OUT
     python scripts/prepare_dataset.py generic-check DATALIST [--splits training validation] [--headers-only]
 
 Every converter refuses to replace an existing datalist unless ``--overwrite`` is given.
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("verse", "root", "output_dir")
     add("afids", "image", "fcsv", "output_dir")
     add("chest", "root", "output_dir")
+    add("aasce", "root", "output_dir")
     s = add("generic-check", "datalist")
     s.add_argument(
         "--splits", nargs="+", default=(), metavar="SPLIT", help="splits that must exist and hold items (a bundle's)"
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             from mlm.data.afids import convert_afids
 
             out = convert_afids(args.image, args.fcsv, args.output_dir, overwrite=args.overwrite)
+        elif args.dataset == "aasce":
+            from mlm.data.aasce import convert_aasce
+
+            out = convert_aasce(args.root, args.output_dir, args.overwrite)
         else:
             from mlm.data.chest import convert_chest
 

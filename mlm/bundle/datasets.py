@@ -22,6 +22,8 @@ PREPARE_HINTS: dict[str, tuple[str, str | None]] = {
     "ceph": ("ceph", "isbi2015"),
     "hand_xray": ("hand_xray", "hand_xray"),
     "hand_mri": ("hand_mri", None),
+    "spine_ap": ("spine_ap", "aasce"),
+    "chest": ("chest", "chest"),
 }
 
 
