@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from mlm.bundle.adapters import refuse_fixed_sigma_keys, refuse_unused_keys
 from mlm.farnet_loss import ExponentialWeightedCenterLoss
 from mlm.networks.farnet import FARNet
 
@@ -35,16 +36,16 @@ def farnet(
     None (DenseNet-121's widths and depth are fixed; the heads keep PyTorch's default initialisation, the authors'),
     ``padding_mode`` ``"zeros"``. ``--network_def#pretrained_weights F`` loads a local DenseNet-121 state dict.
     """
-    fixed = {
-        "num_filters": num_filters,
-        "num_levels": num_levels,
-        "spatial_downsample": spatial_downsample,
-        "spatial_kernel_size": spatial_kernel_size,
-        "heatmap_init_std": heatmap_init_std,
-    }
-    for name, value in fixed.items():
-        if value is not None:
-            raise ValueError(f"farnet: FARNet has no {name} to set (DenseNet-121 backbone; null), got {value!r}.")
+    refuse_unused_keys(
+        "farnet",
+        "FARNet",
+        "DenseNet-121 backbone; null",
+        num_filters=num_filters,
+        num_levels=num_levels,
+        spatial_downsample=spatial_downsample,
+        spatial_kernel_size=spatial_kernel_size,
+        heatmap_init_std=heatmap_init_std,
+    )
     if padding_mode != "zeros":
         raise ValueError(f"farnet: FARNet pads with zeros (DenseNet-121's), got padding_mode={padding_mode!r}.")
     return FARNet(spatial_dims, in_channels, num_landmarks, pretrained_weights=pretrained_weights)
@@ -69,10 +70,7 @@ def farnet_loss(
     regulariser) must be None or 0. ``alpha``: the weight's base (40; ``--loss#alpha 20``).
     """
     del learn_sigma  # sigma is fixed in this method; the shared config's True is meant for the SCN's learnable sigmas
-    if gamma is not None:
-        raise ValueError(f"farnet_loss: the targets are peak-1 Gaussians (gamma null), got gamma={gamma}.")
-    if sigma_weight:
-        raise ValueError(f"farnet_loss: there is no sigma regulariser (sigma_weight null), got {sigma_weight}.")
+    refuse_fixed_sigma_keys("farnet_loss", "peak-1 Gaussians", gamma, sigma_weight)
     return ExponentialWeightedCenterLoss(
         num_landmarks, spatial_dims, sigma=sigma, alpha=alpha, half_sigma=half_sigma, mask_missing=mask_missing
     )

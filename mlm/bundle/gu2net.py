@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mlm.bundle.adapters import refuse_fixed_sigma_keys, refuse_unused_keys
 from mlm.gu2net_loss import HeatmapBCELoss
 from mlm.networks.gu2net import GU2Net
 
@@ -58,10 +59,14 @@ def gu2net(
     Raises:
         ValueError: a key that does not apply is set, an unknown variant, or ``num_landmarks`` is not the domain's.
     """
-    fixed = {"num_levels": num_levels, "spatial_kernel_size": spatial_kernel_size, "heatmap_init_std": heatmap_init_std}
-    for name, value in fixed.items():
-        if value is not None:
-            raise ValueError(f"gu2net: GU2Net has no {name} to set (the method's; null), got {value!r}.")
+    refuse_unused_keys(
+        "gu2net",
+        "GU2Net",
+        "the method's; null",
+        num_levels=num_levels,
+        spatial_kernel_size=spatial_kernel_size,
+        heatmap_init_std=heatmap_init_std,
+    )
     if spatial_downsample not in (None, 4):
         raise ValueError(
             f"gu2net: the global network works at 1/4 of the input (spatial_downsample 4), got {spatial_downsample}."
@@ -106,10 +111,7 @@ def gu2net_loss(
     (every domain of a universal model). ``gamma`` (peak-1 targets) and ``sigma_weight`` must be None or 0.
     """
     del learn_sigma
-    if gamma is not None:
-        raise ValueError(f"gu2net_loss: the targets are peak-1 Gaussians (gamma null), got gamma={gamma}.")
-    if sigma_weight:
-        raise ValueError(f"gu2net_loss: there is no sigma regulariser (sigma_weight null), got {sigma_weight}.")
+    refuse_fixed_sigma_keys("gu2net_loss", "peak-1 Gaussians", gamma, sigma_weight)
     return HeatmapBCELoss(
         spatial_dims,
         sigma=sigma,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from mlm.bundle.adapters import refuse_fixed_sigma_keys, refuse_unused_keys
 from mlm.multitask_loss import MultiTaskLandmarkLoss
 from mlm.networks.mtunet import MultiTaskUNet
 
@@ -36,9 +37,13 @@ def multitask_unet(
     the other arguments are :class:`~mlm.networks.MultiTaskUNet`'s (``--network_def#pretrained_weights F`` loads a
     local VGG19 state dict).
     """
-    for name, value in (("spatial_downsample", spatial_downsample), ("spatial_kernel_size", spatial_kernel_size)):
-        if value is not None:
-            raise ValueError(f"multitask_unet: the multi-task U-Net has no {name} (SCN only), got {value!r}.")
+    refuse_unused_keys(
+        "multitask_unet",
+        "the multi-task U-Net",
+        "SCN only",
+        spatial_downsample=spatial_downsample,
+        spatial_kernel_size=spatial_kernel_size,
+    )
     return MultiTaskUNet(
         spatial_dims,
         in_channels,
@@ -71,10 +76,7 @@ def multitask_loss(
     ``--loss#heatmap_loss dice``.
     """
     del learn_sigma  # R is fixed in this method; the shared config's True is meant for the SCN's learnable sigmas
-    if gamma is not None:
-        raise ValueError(f"multitask_loss: the targets are peak-1 truncated Gaussians (gamma null), got gamma={gamma}.")
-    if sigma_weight:
-        raise ValueError(f"multitask_loss: there is no sigma regulariser (sigma_weight null), got {sigma_weight}.")
+    refuse_fixed_sigma_keys("multitask_loss", "peak-1 truncated Gaussians", gamma, sigma_weight)
     return MultiTaskLandmarkLoss(
         num_landmarks,
         spatial_dims,
