@@ -133,6 +133,22 @@ class RecipeRun:
     def _save_log(self) -> None:
         write_metrics_json(self.out / "recipe.json", self.log)
 
+    def claim_settings(self, settings: dict) -> None:
+        """Record ``settings`` in ``recipe.json``; a folder holding a run of other settings is refused.
+
+        Raises:
+            ValueError: ``recipe.json`` records other settings (the message names both and the fix).
+        """
+        settings = json.loads(json.dumps(settings))  # as recipe.json stores them (tuples as lists)
+        earlier = self.log.get("settings")
+        if earlier is not None and earlier != settings:
+            raise ValueError(
+                f"{self.out} holds a run of another recipe setting ({earlier}, this command: {settings}): resume it "
+                "with its own options or use another --out."
+            )
+        self.log["settings"] = settings
+        self._save_log()
+
     def step(self, name: str, folder: Path, run) -> dict:
         """Run ``run()`` (returning the commands it ran) unless ``folder/done.json`` exists; record its minutes."""
         done = folder / "done.json"
@@ -254,15 +270,7 @@ def run_recipe(
     v_it = val_interval or recipe.val_interval
     out.mkdir(parents=True, exist_ok=True)
     run = RecipeRun(recipe, out, model, threads)
-    settings = {"recipe": name, "bundle": recipe.bundle, "model": model, "iterations": [g_it, r_it, v_it]}
-    earlier = run.log.get("settings")
-    if earlier is not None and earlier != settings:
-        raise ValueError(
-            f"{out} holds a run of another recipe setting ({earlier}, this command: {settings}): resume it with its "
-            "own options or use another --out."
-        )
-    run.log["settings"] = settings
-    run._save_log()
+    run.claim_settings({"recipe": name, "bundle": recipe.bundle, "model": model, "iterations": [g_it, r_it, v_it]})
     gts = list(recipe.ground_truths)
     data = {gt: out / ("data" if i == 0 else f"data_{gt}") for i, gt in enumerate(gts)}
     for gt in gts:
