@@ -28,8 +28,9 @@ def resolve_file_macros(config: Any, root: str | os.PathLike) -> Any:
     """A copy of ``config`` whose values ``'%<file>#<id>'`` are replaced by item ``<id>`` of ``<file>``.
 
     As MONAI's ``ConfigParser`` resolves them when it parses, with a relative ``<file>`` taken from ``root`` (the
-    bundle's folder) instead of the working directory; not recursive either (a macro inside the content a macro
-    brings is left as it is). Macros without a file (``'%id'``, an item of the same config) are left to MONAI.
+    bundle's folder) instead of the working directory, and recursively like MONAI: a macro inside the content a
+    macro brings (``facts.yaml``'s ``'%configs/domains.yaml#head#...'``) is resolved too. Macros without a file
+    (``'%id'``, an item of the same config) are left to MONAI.
 
     Args:
         config: a config (dict, list or value), e.g. the merged content of a bundle's config files.
@@ -38,13 +39,16 @@ def resolve_file_macros(config: Any, root: str | os.PathLike) -> Any:
     Raises:
         FileNotFoundError: a macro names a file that does not exist.
         KeyError: the file has no item ``<id>``.
+        ValueError: macros that bring each other in a cycle.
     """
     from monai.bundle import ConfigParser
 
     root = Path(root)
     loaded: dict[Path, ConfigParser] = {}
 
-    def item(macro: str) -> Any:
+    def item(macro: str, seen: tuple[str, ...]) -> Any:
+        if macro in seen:
+            raise ValueError(f"config macros in a cycle: {' -> '.join((*seen, macro))}.")
         path, ids = ConfigParser.split_path_id(macro[len(_MACRO) :])
         if not path:
             return macro
@@ -54,17 +58,18 @@ def resolve_file_macros(config: Any, root: str | os.PathLike) -> Any:
                 raise FileNotFoundError(f"config macro {macro!r}: {file} not found.")
             loaded[file] = ConfigParser(config=ConfigParser.load_config_file(file))
         try:
-            return copy.deepcopy(loaded[file][ids])
+            content = copy.deepcopy(loaded[file][ids])
         except KeyError as e:
             raise KeyError(f"config macro {macro!r}: {file} has no item {ids!r}.") from e
+        return resolve(content, (*seen, macro))
 
-    def resolve(value: Any) -> Any:
+    def resolve(value: Any, seen: tuple[str, ...] = ()) -> Any:
         if isinstance(value, Mapping):
-            return {k: resolve(v) for k, v in value.items()}
+            return {k: resolve(v, seen) for k, v in value.items()}
         if isinstance(value, list):
-            return [resolve(v) for v in value]
+            return [resolve(v, seen) for v in value]
         if isinstance(value, str) and value.startswith(_MACRO):
-            return item(value)
+            return item(value, seen)
         return value
 
     return resolve(config)

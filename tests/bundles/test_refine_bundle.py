@@ -95,3 +95,15 @@ def test_refine_overlays_train_in_their_own_folder_and_refine_the_global_predict
     errors = np.loadtxt(out / "errors_per_image.csv", delimiter=",", skiprows=1, usecols=range(1, 20), ndmin=2)
     # the point-error mean is over the predicted landmarks (a missing prediction's error is inf in the CSV)
     assert refined["pe_mean"] == pytest.approx(float(np.mean(errors[np.isfinite(errors)])), rel=1e-6)
+
+
+@pytest.mark.parametrize("bundle", ["scn_ceph", "mtunet_ceph", "farnet_ceph", "gu2net_universal"])
+def test_refine_loss_is_the_scn_loss_whatever_the_global_method(bundle, ceph_data, tmp_path):
+    """refine.yaml trains the same refinement (SCN heatmap loss, fixed sigma, no sigma regulariser) on every bundle,
+    also where the global method's recipe has no SCN target scale (gamma null: the multi-task U-Net, FARNet,
+    GU2Net); the SCN bundles keep their own gamma."""
+    args = ["--dataset_dir", str(ceph_data), "--ckpt_dir", str(tmp_path / "models"), *TRAIN_TINY]
+    loss = bundle_parser(bundle, TRAIN, args).get_parsed_content("loss")
+    assert type(loss).__name__ == "SCNHeatmapLoss" and not loss.learn_sigma and loss.sigma_weight == 0.0
+    assert loss.gamma == 100.0  # scn_2d.yaml's gamma, and the default where the recipe has none
+    assert torch.allclose(loss.sigmas, torch.full((19,), 2.0))

@@ -92,6 +92,26 @@ def test_file_macros_resolve_against_the_root_like_monai_in_that_folder(tmp_path
         resolve_file_macros({"a": "%configs/other.yaml#a"}, tmp_path)
 
 
+def test_file_macros_inside_what_a_macro_brings_resolve_too_like_monai(tmp_path, monkeypatch):
+    """facts.yaml of gu2net_universal reads domains.yaml: a macro inside a macro's content, resolved by MONAI."""
+    from monai.bundle import ConfigParser
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "domains.yaml").write_text("head: {size: [4, 5]}\n", encoding="utf-8")
+    (tmp_path / "configs" / "facts.yaml").write_text("size: '%configs/domains.yaml#head#size'\n", encoding="utf-8")
+    config = {"size": "%configs/facts.yaml#size"}
+    assert resolve_file_macros(config, tmp_path) == {"size": [4, 5]}
+    monkeypatch.chdir(tmp_path)
+    parser = ConfigParser(dict(config))
+    parser.parse()
+    assert parser.get_parsed_content("size") == [4, 5]
+    (tmp_path / "configs" / "loop.yaml").write_text(
+        "a: '%configs/loop.yaml#b'\nb: '%configs/loop.yaml#a'\n", encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match="config macros in a cycle"):
+        resolve_file_macros({"a": "%configs/loop.yaml#a"}, tmp_path)
+
+
 def test_bundle_parser_builds_a_bundle_from_any_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = _datalist(tmp_path / "data", num_landmarks=5, spatial_dims=2, landmark_names=list("abcde"))
