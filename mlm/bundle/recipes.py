@@ -40,7 +40,16 @@ from mlm.bundle.launch import REPO_DIR, read_metrics, run_bundle_step
 from mlm.data.datalist import datalist_split_names, load_datalist, read_datalist_json, write_datalist
 from mlm.reports import read_point_errors, write_metrics_json
 
-__all__ = ["RECIPES", "Recipe", "run_recipe"]
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "RecipeRun",
+    "metrics_summary",
+    "percent",
+    "prepare_ground_truth",
+    "run_recipe",
+    "value_at",
+]
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,9 @@ def held_out_count(recipe: Recipe, training_images: int) -> int:
     return recipe.validation_images or max(1, math.ceil(0.1 * training_images))
 
 
-def _prepare(recipe: Recipe, root: Path, out: Path, ground_truth: str) -> list[str]:
+def prepare_ground_truth(recipe: Recipe, root: Path, out: Path, ground_truth: str) -> list[str]:
+    """Prepare ``recipe``'s dataset at ``root`` into ``out`` with one ground truth (a user's datalist is copied) and
+    hold out the validation images; returns the commands run (for ``recipe.json``)."""
     if recipe.dataset == "datalist":
         copy_datalist(root, out)
         print(f"\ncopied {root} to {out / 'datalist.json'} (absolute paths)", flush=True)
@@ -229,7 +240,8 @@ def export_weights(checkpoint: Path, target: Path) -> Path:
     return atomic_torch_save(state, target)
 
 
-def _summary(metrics: dict) -> dict:
+def metrics_summary(metrics: dict) -> dict:
+    """The figures of an evaluation's ``metrics.json`` that the recipes' tables and ``figures.json`` keep."""
     keys = ("num_images", "units", "pe_mean", "pe_std", "pe_median", "pe_max", "sdr", "normalized")
     return {k: metrics[k] for k in keys if k in metrics}
 
@@ -274,7 +286,7 @@ def run_recipe(
     gts = list(recipe.ground_truths)
     data = {gt: out / ("data" if i == 0 else f"data_{gt}") for i, gt in enumerate(gts)}
     for gt in gts:
-        run.step(f"prepare ({gt})", data[gt], lambda gt=gt: _prepare(recipe, root, data[gt], gt))
+        run.step(f"prepare ({gt})", data[gt], lambda gt=gt: prepare_ground_truth(recipe, root, data[gt], gt))
     main_data = data[gts[0]]
     configs = ["cpu.yaml", *run.extra_configs]
     train_common = ["--dataset_dir", str(main_data), "--train_split", FIT_SPLIT, "--val_split", VALIDATION_SPLIT]
@@ -352,8 +364,8 @@ def run_recipe(
             )
             figures[key] = {
                 "ground_truth": gt,
-                "global": _summary(read_metrics(e / "global")),
-                "refined": _summary(read_metrics(e)),
+                "global": metrics_summary(read_metrics(e / "global")),
+                "refined": metrics_summary(read_metrics(e)),
             }
     weights = out / "weights"
     export_weights(g_ckpt, weights / "global.pt")
@@ -384,11 +396,12 @@ def run_recipe(
     return summary
 
 
-def _pct(x) -> str:
+def percent(x) -> str:
+    """A fraction as a table's percentage (``-`` when absent)."""
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def _at(values: dict, radius: float):
+def value_at(values: dict, radius: float):
     """The entry of a ``{"2": ..., "2.5": ...}`` radius table at ``radius`` (None when absent)."""
     return next((v for k, v in values.items() if math.isclose(float(k), radius)), None)
 
@@ -403,12 +416,14 @@ def recipe_bars(name: str, figures: dict) -> list[dict]:
     bars = []
     if name == "isbi2015" and "test1" in figures:
         m = figures["test1"]["refined"]
-        sdr2 = _at(m["sdr"], 2.0)
+        sdr2 = value_at(m["sdr"], 2.0)
         bars.append({"bar": "Test1 MRE <= 1.5 mm", "value": f"{m['pe_mean']:.2f} mm", "passed": m["pe_mean"] <= 1.5})
-        bars.append({"bar": "Test1 SDR 2 mm >= 75%", "value": _pct(sdr2), "passed": sdr2 is not None and sdr2 >= 0.75})
+        bars.append(
+            {"bar": "Test1 SDR 2 mm >= 75%", "value": percent(sdr2), "passed": sdr2 is not None and sdr2 >= 0.75}
+        )
     if name == "hand_xray" and "validation" in figures:
         n = figures["validation"]["refined"]["normalized"]
-        over = _at(n["outliers"], 10.0)
+        over = value_at(n["outliers"], 10.0)
         bars.append(
             {"bar": "PE median <= 0.8 mm", "value": f"{n['pe_median']:.2f} mm", "passed": n["pe_median"] <= 0.8}
         )
@@ -438,13 +453,13 @@ def recipe_table(summary: dict) -> str:
             label = f"{key} ({fig['ground_truth']})"
             if hand:
                 n = m["normalized"]
-                outliers = " | ".join(str(_at(n["outliers"], r)) for r in (2.0, 4.0, 10.0))
+                outliers = " | ".join(str(value_at(n["outliers"], r)) for r in (2.0, 4.0, 10.0))
                 lines.append(
                     f"| {label} | {stage} | {m['num_images']} | {n['pe_median']:.2f} mm | "
                     f"{n['pe_mean']:.2f} +- {n['pe_std']:.2f} mm | {outliers} |"
                 )
             else:
-                sdr = " / ".join(_pct(v) for _, v in sorted(m["sdr"].items(), key=lambda kv: float(kv[0]))[:4])
+                sdr = " / ".join(percent(v) for _, v in sorted(m["sdr"].items(), key=lambda kv: float(kv[0]))[:4])
                 lines.append(
                     f"| {label} | {stage} | {m['num_images']} | {m['pe_mean']:.2f} +- {m['pe_std']:.2f} | "
                     f"{m['pe_median']:.2f} | {sdr} |"

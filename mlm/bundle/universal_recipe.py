@@ -48,14 +48,14 @@ from mlm.bundle.recipes import (
     VALIDATION_SPLIT,
     Recipe,
     RecipeRun,
-    _at,
-    _pct,
-    _prepare,
-    _summary,
     add_validation_split,
     copy_datalist,
     export_weights,
     held_out_count,
+    metrics_summary,
+    percent,
+    prepare_ground_truth,
+    value_at,
 )
 from mlm.data.datalist import datalist_split_names, read_datalist_json
 from mlm.reports import write_metrics_json
@@ -306,7 +306,7 @@ def _prepare_source(source: DomainSource, out: Path) -> list[str]:
                 f"{source.path}: no such folder (the {source.kind} dataset's root for the {source.domain})"
             )
         recipe = RECIPES[source.kind]
-        lines = _prepare(recipe, source.path, out, next(iter(recipe.ground_truths)))
+        lines = prepare_ground_truth(recipe, source.path, out, next(iter(recipe.ground_truths)))
     elif source.kind == "phantom":
         print(f"\n  NOTE: {PHANTOM_NOTE}", flush=True)
         cmd = [sys.executable, "scripts/generate_phantoms.py", "chest", "--out", str(out), "--no-progress"]
@@ -469,7 +469,7 @@ def run_universal_recipe(
                     )
                 ],
             )
-            figures[d][split] = {"universal": _summary(read_metrics(e)), "single": None}
+            figures[d][split] = {"universal": metrics_summary(read_metrics(e)), "single": None}
 
     weights = out / "weights"
     export_weights(u_ckpt, weights / "universal.pt")
@@ -516,7 +516,7 @@ def run_universal_recipe(
                     )
                 ],
             )
-            figures[d][split]["single"] = _summary(read_metrics(e))
+            figures[d][split]["single"] = metrics_summary(read_metrics(e))
         export_weights(ckpt, weights / f"{d}.pt")
         models[d] = {
             "iterations": n_d,
@@ -558,7 +558,7 @@ def run_universal_recipe(
 def _row(metrics: dict, kind: str, radii: Sequence[float]) -> str:
     """``images | MRE +- SD | median | SDR...`` cells of one evaluation (``kind``: plain or normalized errors)."""
     m = metrics["normalized"] if kind == "normalized" else metrics
-    sdr = " / ".join(_pct(_at(m.get("sdr", {}), r)) for r in radii)
+    sdr = " / ".join(percent(value_at(m.get("sdr", {}), r)) for r in radii)
     return f"{metrics['num_images']} | {m['pe_mean']:.2f} +- {m['pe_std']:.2f} | {m['pe_median']:.2f} | {sdr}"
 
 
@@ -576,7 +576,7 @@ def universal_table(summary: dict) -> str:
         if first is None:
             continue
         reported = (first["universal"]["normalized"] if kind == "normalized" else first["universal"]).get("sdr", {})
-        if not all(_at(reported, r) is not None for r in radii):  # the evaluation used other radii: show those
+        if not all(value_at(reported, r) is not None for r in radii):  # the evaluation used other radii: show those
             radii = tuple(sorted(float(r) for r in reported))
         units = "mm, wrist-normalised" if kind == "normalized" else first["universal"].get("units", "mm")
         r_units = "mm" if kind == "normalized" else units
