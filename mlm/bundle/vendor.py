@@ -75,8 +75,9 @@ def project_package_dirs(packages: Sequence[str] = PROJECT_PACKAGES) -> dict[str
     return dirs
 
 
-# a project name in a `$` expression: not part of a longer name, an attribute or a config reference (`@a#transforms`)
-_EXPR_NAME = re.compile(r"(?<![\w.#@%])(?P<name>(?:{pkgs})(?:\.\w+)*)\b")
+# a project name in a `$` expression: not part of a longer name, an attribute or a config reference (`@a#transforms`),
+# nor a keyword argument (`Compose(transforms=...)`)
+_EXPR_NAME = re.compile(r"(?<![\w.#@%])(?P<name>(?:{pkgs})(?:\.\w+)*)\b(?!\s*=(?!=))")
 
 
 def _expr_pattern(packages: Sequence[str]) -> re.Pattern:

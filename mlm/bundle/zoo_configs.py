@@ -107,8 +107,10 @@ def prune_unreferenced(config: Mapping, keep: Sequence[str]) -> dict:
 def overlay_difference(base: Mapping, full: Mapping, prefix: str = "") -> dict:
     """The smallest overlay that, merged after ``base``, gives ``full``.
 
-    Changed values inside dicts become ``a#b`` keys (as ``multi_gpu_train.yaml`` writes ``train#sampler``); a dict
-    that lost keys, a list or a value of another type is replaced whole.
+    Changed values inside dicts become ``a#b`` keys (as ``multi_gpu_train.yaml`` writes ``train#sampler``); a list
+    that ``full`` extends (``base``'s items first, unchanged) becomes ``+a#b`` with the new items, as the overlays
+    write ``+handlers`` (MONAI appends them); a dict that lost keys, another list or a value of another type is
+    replaced whole.
 
     Raises:
         ConfigConformanceError: ``full`` lacks a top-level key of ``base`` (an overlay cannot delete keys).
@@ -125,6 +127,8 @@ def overlay_difference(base: Mapping, full: Mapping, prefix: str = "") -> dict:
             old = base[key]
             if isinstance(value, Mapping) and isinstance(old, Mapping) and set(old) <= set(value) and value:
                 out.update(overlay_difference(old, value, f"{name}#"))
+            elif isinstance(value, list) and isinstance(old, list) and old and value[: len(old)] == old:
+                out[f"+{name}"] = copy.deepcopy(value[len(old) :])
             else:
                 out[name] = copy.deepcopy(value)
     return out
@@ -197,6 +201,21 @@ def _conform_validation_handler(config: dict) -> None:
         )
 
 
+def _inline_handler_references(config: dict) -> None:
+    """Items of ``train#handlers`` that are references to a top-level component (``- '@amat'`` of an overlay that
+    refers to the handler from elsewhere too) become the component itself, and the top-level item a reference to it
+    (``amat: '@train#handlers#12'``): MONAI's check reads the ``_target_`` of every handler (it fails on a string).
+    MONAI instantiates the handler once and every reference gets that object, as before."""
+    handlers = get_id(config, "train#handlers")
+    if not isinstance(handlers, list):
+        return
+    for i, handler in enumerate(handlers):
+        name = handler[1:] if isinstance(handler, str) and handler.startswith("@") else None
+        if name and name in config and isinstance(config[name], Mapping) and "_target_" in config[name]:
+            handlers[i] = config[name]
+            config[name] = f"@train#handlers#{i}"
+
+
 def unvalidated_tail(config: Mapping) -> int:
     """Iterations after the last validation of a training config whose ``ValidationHandler`` runs every
     ``val_interval`` iterations (0 when ``val_interval`` divides ``num_iterations`` or either is not a number)."""
@@ -222,6 +241,89 @@ def _property_items(properties: Mapping) -> list[tuple[str, str, str]]:
     return items
 
 
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _wraps(value: Any, reference: str) -> bool:
+    """Whether ``value`` is an inline component (a dict with ``_target_``) that refers to ``reference`` (``@a#b``)."""
+    if not isinstance(value, Mapping) or "_target_" not in value:
+        return False
+    pattern = re.compile(re.escape(reference) + r"(?![\w])")
+    return any(s[:1] in "@$" and pattern.search(s) for s in _strings(value))
+
+
+def _qualified_target(target: str) -> str:
+    """The dotted path an expression can call for a ``_target_`` (``Compose`` -> ``monai.transforms.Compose``)."""
+    import importlib
+
+    from monai.bundle.config_item import ComponentLocator
+
+    if "." in target:
+        return target
+    module = ComponentLocator().get_component_module_name(target)
+    if not isinstance(module, str):
+        raise ConfigConformanceError(f"_target_ {target!r} names no single MONAI component ({module}).")
+    parts = module.split(".")
+    obj = getattr(importlib.import_module(module), target)
+    for i in range(1, len(parts)):
+        parent = ".".join(parts[:i])
+        if getattr(importlib.import_module(parent), target, None) is obj:
+            return f"{parent}.{target}"
+    return f"{module}.{target}"
+
+
+def _plain(value: Any) -> bool:
+    """A value that means itself in a config: scalars, strings that are no reference, expression or macro, and
+    lists and dicts of them (no component)."""
+    if isinstance(value, Mapping):
+        return "_target_" not in value and all(_plain(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, str):
+        return value[:1] not in ("@", "$", "%")
+    return value is None or isinstance(value, (bool, int, float))
+
+
+def _argument_expression(value: Any, where: str) -> str:
+    """A config value as a Python expression of a ``$`` expression (``@id`` stays: MONAI substitutes it)."""
+    if isinstance(value, str) and value.startswith("@"):
+        return value
+    if isinstance(value, str) and value.startswith("$"):
+        return f"({value[1:]})"
+    if isinstance(value, str) and value.startswith("%"):
+        raise ConfigConformanceError(f"{where}: the macro {value!r} cannot be written inside an expression.")
+    if _plain(value):
+        return repr(value)
+    raise ConfigConformanceError(f"{where}: {value!r} cannot be written inside an expression.")
+
+
+def _component_expression(component: Mapping, name: str) -> str:
+    """``{_target_: Compose, transforms: '$@a + [@b]'}`` as ``'$monai.transforms.Compose(transforms=(@a + [@b]))'``.
+
+    The expression builds the object MONAI instantiates for the component (the target called with the arguments).
+
+    Raises:
+        ConfigConformanceError: a special key other than ``_target_`` and ``_desc_`` (``_requires_``,
+            ``_disabled_``, ``_mode_``), a target given by reference, or an argument an expression cannot hold.
+    """
+    where = f"property {name}"
+    target = component["_target_"]
+    special = [
+        k for k in component if str(k).startswith("_") and str(k).endswith("_") and k not in ("_target_", "_desc_")
+    ]
+    if special or not isinstance(target, str) or target[:1] in "@$%":
+        raise ConfigConformanceError(f"{where}: the component {dict(component)} cannot be written as an expression.")
+    args = ", ".join(
+        f"{k}={_argument_expression(v, where)}" for k, v in component.items() if k not in ("_target_", "_desc_")
+    )
+    return f"${_qualified_target(target)}({args})"
+
+
 def conform_properties(config: Mapping, workflow_type: str) -> dict:
     """A copy of ``config`` that MONAI's property check (``monai.bundle.properties``) accepts, doing the same.
 
@@ -229,7 +331,11 @@ def conform_properties(config: Mapping, workflow_type: str) -> dict:
     it (``validate#evaluator#key_val_metric``) to be the reference ``@validate#key_metric``: an inline definition or
     a reference to another item moves to the property's ID and is referred to from there (``validate#inferer:
     '@inferer'``, ``validate#evaluator#inferer: '@validate#inferer'``). For training, the ``ValidationHandler`` also
-    names ``@val_interval`` (see :func:`_conform_validation_handler`).
+    names ``@val_interval`` (see :func:`_conform_validation_handler`). An inline definition that wraps the item at
+    the property's ID (``dataset#transform: {_target_: Compose, transforms: '$@refine_preprocessing +
+    [@preprocessing]'}`` of an overlay) is written as the ``$`` expression that builds the same object, which the
+    check skips (:func:`_component_expression`): the property's item is still the one used, inside it. A handler
+    given by reference in ``train#handlers`` moves into the list (:func:`_inline_handler_references`).
 
     Args:
         config: a merged config.
@@ -241,6 +347,7 @@ def conform_properties(config: Mapping, workflow_type: str) -> dict:
     config = copy.deepcopy(dict(config))
     train = workflow_type.lower().startswith("train")
     if train:
+        _inline_handler_references(config)
         _conform_validation_handler(config)
     for name, id, ref_id in _property_items(TrainProperties if train else InferProperties):
         ref = get_id(config, ref_id)
@@ -248,6 +355,9 @@ def conform_properties(config: Mapping, workflow_type: str) -> dict:
         if ref is None or (isinstance(ref, str) and (ref.startswith("$") or "#".join(_parts(ref)) == wanted)):
             continue
         existing = get_id(config, id)
+        if existing is not None and existing != ref and _wraps(ref, wanted):
+            set_id(config, ref_id, _component_expression(ref, name))
+            continue
         if existing is not None and existing != ref:
             raise ConfigConformanceError(
                 f"property {name}: {'#'.join(_parts(ref_id))} holds {ref!r} but {'#'.join(_parts(id))} holds "

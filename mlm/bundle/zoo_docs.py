@@ -105,12 +105,74 @@ def _tensor_lines(tensors: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
+def _two_stage(refine: Mapping[str, Any] | None) -> str:
+    """The README's paragraph on the refinement stage ("" for a one-stage bundle)."""
+    if not refine:
+        return ""
+    patch = refine.get("patch_size")
+    patch = "x".join(str(v) for v in patch) if isinstance(patch, (list, tuple)) else patch
+    filters = f", {refine['num_filters']} filters" if refine.get("num_filters") is not None else ""
+    return f"""
+**Two stages (coarse-to-fine).** `models/model.pt` is the global stage: the network below, on the whole image.
+`models/refine.pt` is the refinement stage (`{refine.get("network")}`{filters}): it re-locates each landmark in a
+{patch} patch at {refine.get("spacing")} mm of the full-resolution image centred on the global estimate (an estimate
+at the patch border keeps the global one). `configs/inference.yaml` runs the global stage alone,
+`configs/refine_inference.yaml` on top of it both stages (MONAI Bundle Commands below).
+"""
+
+
+#: sections of the stage overlays in "MONAI Bundle Commands": config -> (title, what to know)
+_STAGE_SECTIONS = {
+    "refine_inference": (
+        "Override the `inference` config to execute two-stage (coarse-to-fine) inference",
+        "The global stage's landmarks refined by `models/refine.pt`. Add `'configs/evaluate.yaml'` after\n"
+        "`inference.yaml` for both stages' reports: the refined landmarks' in `<output_dir>`, the global stage's in\n"
+        "`<output_dir>/global`.",
+    ),
+    "refine": (
+        "Override the `train` config to train the refinement stage",
+        "Checkpoints in `models/refine/`; two-stage inference uses one with\n"
+        "`--refine_ckpt_path models/refine/model.pt`.",
+    ),
+    "attack": (
+        "Override the `evaluate` config to run the adversarial attack protocol",
+        "Yao et al., MICCAI 2020 (`--attack_method ti|ati|pgd --attack_iterations 300 --attack_eps_255 8\n"
+        "--max_items 10`); reports in `eval/attack_<method>/`. The heatmap objective uses the per-landmark sigmas a\n"
+        "training checkpoint's loss learned: `models/model.pt` holds the network only, so the bundle's `sigma` is used\n"
+        "unless `--attack_loss#ckpt_path <training checkpoint>` is given.",
+    ),
+    "robustness": (
+        "Override the `evaluate` config to measure a robustness curve",
+        "Untargeted L2 PGD at each level of `robustness_levels`; reports in `<output_dir>/robustness/`.",
+    ),
+    "train_sat": (
+        "Override the `train` config for standard adversarial training (SAT)",
+        "`--adversarial_eps 1.0 --adversarial_norm l2`; checkpoints in `models/sat/`.",
+    ),
+    "train_amat": (
+        "Override the `train` config for adaptive-margin adversarial training (AMAT)",
+        "`--amat_max_margin 5.0 --amat_threshold_method mean_sd`; checkpoints in `models/amat/`.",
+    ),
+}
+
+
+def _stage_commands(commands: Mapping[str, str]) -> str:
+    """The "MONAI Bundle Commands" sections of the exported stage overlays."""
+    return "".join(
+        f"#### {title}:\n{text}\n```\n{commands[name]}\n```\n\n"
+        for name, (title, text) in _STAGE_SECTIONS.items()
+        if name in commands
+    )
+
+
 def zoo_readme(
     metadata: Mapping[str, Any],
     train: Mapping[str, Any],
     source: str,
     overlays: Sequence[str] = (),
     evaluated_on: str | None = None,
+    commands: Mapping[str, str] | None = None,
+    refine: Mapping[str, Any] | None = None,
 ) -> str:
     """The exported bundle's ``docs/README.md`` in the model zoo's layout.
 
@@ -120,6 +182,10 @@ def zoo_readme(
         source: the source bundle's name.
         overlays: the overlays merged into the exported configs (e.g. ``["cpu.yaml"]``).
         evaluated_on: what the evaluation figures were measured on (None: no evaluation report was given).
+        commands: the command of each exported config (``{"refine_inference": "python -m monai.bundle run ..."}``);
+            the stage overlays among them (refinement, attacks, adversarial training) get their own sections.
+        refine: the refinement stage (``network``, ``num_filters``, ``patch_size``, ``spacing``) of a two-stage
+            bundle; None: one stage.
     """
     net = train.get("network_def", {}) if isinstance(train.get("network_def"), Mapping) else {}
     optimizer = train.get("optimizer", {}) if isinstance(train.get("optimizer"), Mapping) else {}
@@ -150,7 +216,7 @@ def zoo_readme(
 
 This bundle was exported from the monai-landmarks project ({merged}, merged into one set of configs); its Python
 code is in `scripts/` and it needs no other package than those listed in `configs/metadata.json`.
-
+{_two_stage(refine)}
 ## Data
 {metadata.get("data_source", "")} (the commands named are those of the monai-landmarks project).
 
@@ -199,7 +265,7 @@ python -m monai.bundle run --config_file configs/inference.yaml
 python -m monai.bundle run --config_file "['configs/inference.yaml','configs/evaluate.yaml']"
 ```
 
-#### Verify the metadata and the network, export TorchScript:
+{_stage_commands(commands or {})}#### Verify the metadata and the network, export TorchScript:
 ```
 python -m monai.bundle verify_metadata --meta_file configs/metadata.json
 python -m monai.bundle verify_net_in_out --net_id network_def --meta_file configs/metadata.json --config_file configs/inference.yaml

@@ -3,6 +3,7 @@ trainers built in this process (no launch cost)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "assert_identical",
     "bundle_parser",
     "check",
+    "clean_env",
     "run_bundle",
     "train_tiny",
 ]
@@ -113,3 +115,9 @@ def assert_identical(a, b, where: str = "checkpoint") -> None:
         assert diff == 0.0 and torch.equal(a, b), f"{where}: max abs difference {diff}"
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def clean_env() -> dict:
+    """This environment without the Python path variables, one thread, warnings off (a fresh interpreter's)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

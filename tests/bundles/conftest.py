@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
-from _bundle_runs import CEPH_TINY, FARNET_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, MTUNET_TINY, SPINE_TINY, train_tiny
+from _bundle_runs import (
+    CEPH_TINY,
+    FARNET_TINY,
+    HAND_MRI_TINY,
+    HAND_XRAY_TINY,
+    MTUNET_TINY,
+    SPINE_TINY,
+    clean_env,
+    train_tiny,
+)
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +98,32 @@ def mtunet_trained(ceph_data, tmp_path_factory) -> Path:
 def farnet_trained(ceph_data, tmp_path_factory) -> Path:
     """Two training iterations of farnet_ceph (cpu.yaml + tiny overrides); returns the run folder."""
     return train_tiny("farnet_ceph", ceph_data, tmp_path_factory.mktemp("farnet_run"), FARNET_TINY)
+
+
+@pytest.fixture(scope="session")
+def fresh_python(tmp_path_factory) -> Path:
+    """A new virtual environment that sees this environment's packages (MONAI, torch, ...) but not this project.
+
+    Its site-packages holds one ``.pth`` line naming a folder of links to this environment's site-packages
+    entries, the project's own (``mlm``, ``transforms``, its dist-info and editable-install hooks) left out; a
+    ``.pth`` line adds a folder to ``sys.path`` without running the ``.pth`` files inside it.
+    """
+    root = tmp_path_factory.mktemp("fresh_venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+    python = root / "venv" / "bin" / "python"
+    site = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True, encoding="utf-8"
+        ).strip()
+    )
+    packages = root / "packages"
+    packages.mkdir()
+    hidden = re.compile(r"^(mlm|transforms|__editable__.*|monai_landmarks.*|.*\.pth)$")
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not hidden.match(entry.name):
+            (packages / entry.name).symlink_to(entry)
+    (site / "environment.pth").write_text(f"{packages}\n", encoding="utf-8")
+    probe = "import importlib.util as u; print([u.find_spec(m) is not None for m in ('mlm', 'transforms', 'monai')])"
+    seen = subprocess.check_output([python, "-c", probe], text=True, cwd=root, env=clean_env(), encoding="utf-8")
+    assert seen.strip() == "[False, False, True]"
+    return python

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +22,16 @@ import pytest
 import torch
 import yaml
 import zoo_checks
-from _bundle_runs import BUNDLES, CEPH_TINY, FARNET_TINY, HAND_MRI_TINY, HAND_XRAY_TINY, MTUNET_TINY, SPINE_TINY
+from _bundle_runs import (
+    BUNDLES,
+    CEPH_TINY,
+    FARNET_TINY,
+    HAND_MRI_TINY,
+    HAND_XRAY_TINY,
+    MTUNET_TINY,
+    SPINE_TINY,
+    clean_env,
+)
 
 from mlm.bundle.export import DEFAULT_DATASET_DIR, ExportError, export_bundle, network_state_dict
 from mlm.bundle.vendor import (
@@ -326,40 +334,6 @@ def test_network_state_dict_of_a_training_checkpoint_or_a_plain_one():
 # ---------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="session")
-def fresh_python(tmp_path_factory) -> Path:
-    """A new virtual environment that sees this environment's packages (MONAI, torch, ...) but not this project.
-
-    Its site-packages holds one ``.pth`` line naming a folder of links to this environment's site-packages
-    entries, the project's own (``mlm``, ``transforms``, its dist-info and editable-install hooks) left out; a
-    ``.pth`` line adds a folder to ``sys.path`` without running the ``.pth`` files inside it.
-    """
-    root = tmp_path_factory.mktemp("fresh_venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
-    python = root / "venv" / "bin" / "python"
-    site = Path(
-        subprocess.check_output(
-            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True, encoding="utf-8"
-        ).strip()
-    )
-    packages = root / "packages"
-    packages.mkdir()
-    hidden = re.compile(r"^(mlm|transforms|__editable__.*|monai_landmarks.*|.*\.pth)$")
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        if not hidden.match(entry.name):
-            (packages / entry.name).symlink_to(entry)
-    (site / "environment.pth").write_text(f"{packages}\n", encoding="utf-8")
-    probe = "import importlib.util as u; print([u.find_spec(m) is not None for m in ('mlm', 'transforms', 'monai')])"
-    seen = subprocess.check_output([python, "-c", probe], text=True, cwd=root, env=_clean_env(), encoding="utf-8")
-    assert seen.strip() == "[False, False, True]"
-    return python
-
-
-def _clean_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    return {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-
 def _run_source_bundle(bundle: str, configs: list[str], overrides: dict) -> None:
     """Run one of the repository's bundles in this process (one thread, as the exported run in its process)."""
     from monai.bundle import ConfigWorkflow
@@ -433,7 +407,7 @@ def test_exported_inference_runs_without_the_project_and_equals_the_source_bundl
         "2",
     ]
     result = subprocess.run(
-        cmd, cwd=exported.path, env=_clean_env(), capture_output=True, text=True, timeout=300, encoding="utf-8"
+        cmd, cwd=exported.path, env=clean_env(), capture_output=True, text=True, timeout=300, encoding="utf-8"
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     ours = sorted((exported.root / "reference" / "predictions").glob("*_landmarks.json"))
@@ -462,7 +436,7 @@ def test_exported_bundle_passes_the_model_zoo_checks(exported, fresh_python):
         str(exported.root / "zoo"),
     ]
     result = subprocess.run(
-        cmd, cwd=exported.root, env=_clean_env(), capture_output=True, text=True, timeout=300, encoding="utf-8"
+        cmd, cwd=exported.root, env=clean_env(), capture_output=True, text=True, timeout=300, encoding="utf-8"
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     done = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("ZOO_CHECKS "))[11:])
@@ -470,6 +444,7 @@ def test_exported_bundle_passes_the_model_zoo_checks(exported, fresh_python):
     assert done["data_shape"] and done["torchscript_max_abs_diff"] <= 1e-5
     assert done["train_workflow"] and done["infer_workflow"] and done["evaluate_workflow"]
     assert done["multi_gpu_train_properties"]
+    assert done["overlay_properties"] == ["refine", "train_sat", "train_amat", "attack", "robustness"]
     assert not any("monai-landmarks" in r for r in done["requirements"])
 
 
@@ -480,8 +455,12 @@ def test_exported_bundle_is_self_contained(exported):
     state = torch.load(path / "models" / "model.pt", weights_only=True)
     trained = torch.load(exported.checkpoint, weights_only=True)["model"]
     assert state.keys() == trained.keys() and all(torch.equal(state[k], trained[k]) for k in state)
+    # the bundle's overlays as overlays of the exported configs; one stage without refine_checkpoint
+    stages = ["refine", "train_sat", "train_amat", "attack", "robustness"]
+    assert exported.result.configs == ["train", "inference", "evaluate", "multi_gpu_train", *stages]
+    assert not (path / "models" / "refine.pt").exists() and not (path / "configs" / "refine_inference.yaml").exists()
     # configs name the vendored code only, and no folder of this repository
-    for name in ("train", "inference", "evaluate", "multi_gpu_train"):
+    for name in exported.result.configs:
         text = (path / "configs" / f"{name}.yaml").read_text(encoding="utf-8")
         assert config_references(yaml.safe_load(text)) == set() and "../../" not in text
     assert (

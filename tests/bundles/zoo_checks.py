@@ -21,6 +21,8 @@ What the zoo runs on a submitted bundle ``models/<name>`` and what each function
   ``check_properties()`` with MONAI's ``MetaProperties`` and ``TrainProperties``/``InferProperties`` must return no
   missing or wrongly referenced property, then ``run()`` and ``finalize()`` (:func:`check_workflow`); the
   multi-GPU test checks ``[train, multi_gpu_train]`` the same way (here in a one-process gloo group).
+- the overlays a bundle ships beyond these (the zoo's unit tests check a bundle's override configs the same way):
+  ``check_properties`` of each merged as its header says (:data:`OVERLAYS`, :func:`check_overlays`; not run).
 
 The module imports nothing from this project, so that ``python zoo_checks.py BUNDLE ...`` runs in an environment
 where only MONAI and the bundle's required packages are installed; it prints one JSON line with the checks passed.
@@ -41,6 +43,15 @@ from typing import Any
 NECESSARY_FILES = ("configs/metadata.json", "LICENSE")
 PREFERRED_FILES = ("models/model.pt",)
 NET_ID = "network_def"
+#: overlay configs of an exported bundle -> (workflow type, the configs each is checked on top of)
+OVERLAYS = {
+    "refine": ("train", [["configs/train.yaml"]]),
+    "refine_inference": ("infer", [["configs/inference.yaml"], ["configs/inference.yaml", "configs/evaluate.yaml"]]),
+    "train_sat": ("train", [["configs/train.yaml"]]),
+    "train_amat": ("train", [["configs/train.yaml"]]),
+    "attack": ("infer", [["configs/inference.yaml", "configs/evaluate.yaml"]]),
+    "robustness": ("infer", [["configs/inference.yaml", "configs/evaluate.yaml"]]),
+}
 
 
 class ZooCheckError(AssertionError):
@@ -213,6 +224,20 @@ def check_workflow(
         workflow.finalize()
 
 
+def check_overlays(bundle: Path, overrides: Mapping[str, Any]) -> list[str]:
+    """``check_properties`` (no run) of each overlay of :data:`OVERLAYS` the bundle has, on top of its base configs;
+    returns the overlays checked."""
+    checked = []
+    for name, (workflow_type, bases) in OVERLAYS.items():
+        overlay = find_bundle_file(bundle / "configs", name)
+        if overlay is None:
+            continue
+        for base in bases:
+            check_workflow(bundle, workflow_type, [*base, f"configs/{overlay}"], overrides, run=False)
+        checked.append(name)
+    return checked
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -252,6 +277,7 @@ def run_all(bundle: Path, schema: Path, dataset_dir: Path, work: Path, released:
     evaluate = ["configs/inference.yaml", "configs/evaluate.yaml"]
     check_workflow(bundle, "infer", evaluate, {**data, "output_dir": str(work / "evaluate")})
     done["evaluate_workflow"] = (work / "evaluate" / "metrics.json").is_file()
+    done["overlay_properties"] = check_overlays(bundle, {**data, "output_dir": str(work / "overlays")})
     env = {
         "RANK": "0",
         "LOCAL_RANK": "0",
