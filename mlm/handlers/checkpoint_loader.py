@@ -40,10 +40,22 @@ class LandmarkCheckpointLoader(CheckpointLoader):
 
     def __call__(self, engine: Engine) -> None:
         checkpoint = load_checkpoint(self.load_path)
-        if self.geometry is not None:
-            try:
-                self.geometry.load_state_dict(checkpoint_geometry(checkpoint))
-            except ValueError as e:
-                raise ValueError(f"{self.load_path}: {e}") from None
-        check_checkpoint_compatible(self.load_path, self.load_dict, checkpoint)
+        recorded = checkpoint_geometry(checkpoint)
+        # a universal (multi-domain) model read as a single-domain one, or the reverse, is named by the geometry
+        # check; otherwise the network check comes first (it names a landmark count from another bundle)
+        universal = recorded is not None and "domains" in recorded
+        if universal or getattr(self.geometry, "domain", None) is not None:
+            self._check_geometry(recorded)
+            check_checkpoint_compatible(self.load_path, self.load_dict, checkpoint)
+        else:
+            check_checkpoint_compatible(self.load_path, self.load_dict, checkpoint)
+            self._check_geometry(recorded)
         super().__call__(engine)
+
+    def _check_geometry(self, recorded: dict | None) -> None:
+        if self.geometry is None:
+            return
+        try:
+            self.geometry.load_state_dict(recorded)
+        except ValueError as e:
+            raise ValueError(f"{self.load_path}: {e}") from None
