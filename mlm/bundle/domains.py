@@ -39,6 +39,7 @@ __all__ = [
     "domain_datasets",
     "domain_num_landmarks",
     "domain_settings",
+    "merge_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def domain_settings(
     for name in names:
         if name not in domains:
             raise ValueError(f"domain_settings: unknown domain {name!r}; the bundle's domains are {sorted(domains)}.")
-        entry = _merged(domains[name], overrides.get(name, {}))
+        entry = merge_settings(domains[name], overrides.get(name, {}))
         missing = [k for k in DOMAIN_FIELDS if k not in entry]
         if missing:
             raise ValueError(f"domain_settings: domain {name!r} gives no {', '.join(missing)}.")
@@ -110,12 +111,15 @@ def domain_settings(
     return out
 
 
-def _merged(entry: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``entry`` with ``changes`` applied, nested mappings merged key by key."""
+def merge_settings(entry: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` with ``changes`` applied, nested mappings (such as ``cpu``) merged key by key: how
+    ``domain_overrides`` change a domains.yaml entry."""
     out = dict(entry)
     for key, value in changes.items():
         out[key] = (
-            _merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+            merge_settings(out[key], value)
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+            else value
         )
     return out
 

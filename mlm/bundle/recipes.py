@@ -445,7 +445,7 @@ def recipe_table(summary: dict) -> str:
         first = next(iter(summary["figures"].values()), {}).get("refined", {})
         units = first.get("units", "mm")
         # the radii the reports hold (mm data: 2, 2.5, 3, 4 mm; pixel-only data: the px radii)
-        radii = sorted((float(r) for r in first.get("sdr", {})), key=float)[:4] or [2.0, 2.5, 3.0, 4.0]
+        radii = sorted(float(r) for r in first.get("sdr", {}))[:4] or [2.0, 2.5, 3.0, 4.0]
         shown = " / ".join(f"{r:g}" for r in radii)
         lines.append(f"| split (ground truth) | stage | images | MRE +- SD ({units}) | median | SDR {shown} {units} |")
         lines.append("|---|---|---|---|---|---|")

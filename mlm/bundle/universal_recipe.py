@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import yaml
 
-from mlm.bundle.domains import DomainBlockSampler
+from mlm.bundle.domains import DomainBlockSampler, merge_settings
 from mlm.bundle.launch import BUNDLES_DIR, REPO_DIR, read_metrics
 from mlm.bundle.recipes import (
     FIT_SPLIT,
@@ -237,15 +237,6 @@ def _checked_overrides(value) -> dict[str, dict]:
     return {str(k): dict(v) for k, v in value.items()}
 
 
-def _merged(entry: Mapping, changes: Mapping) -> dict:
-    """``entry`` with ``changes`` applied, nested mappings merged key by key (as the bundle merges them)."""
-    out = dict(entry)
-    for key, value in changes.items():
-        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-        out[key] = _merged(out[key], value) if nested else value
-    return out
-
-
 def domain_block_counts(sizes: Sequence[int], batch_size: int, iterations: int, seed: int = DEFAULT_SEED) -> list[int]:
     """Batches of each domain among the first ``iterations`` of a universal training: the blocks of
     :class:`mlm.bundle.DomainBlockSampler` ``(sizes, batch_size, seed)`` in stream order (one block per iteration;
@@ -418,7 +409,7 @@ def run_universal_recipe(
         run.step(f"prepare ({d})", data[d], lambda d=d: _prepare_source(sources[d], data[d]))
     splits = {d: _training_splits(data[d]) for d in names}
     overrides = {
-        d: _merged(
+        d: merge_settings(
             {"dataset_dir": str(data[d]), "train_split": splits[d][0], "val_split": splits[d][1]},
             user_overrides.get(d, {}),
         )
