@@ -50,6 +50,14 @@ class ResumeFromCheckpoint:
         name: logger name (None: the engine's logger).
         geometry: this run's :class:`mlm.bundle.geometry.PreprocessingGeometry`: a checkpoint recording another
             geometry is refused (``ValueError``); None: not checked.
+        init_path: weights a NEW run starts from (fine-tuning, e.g. adversarial training of a trained model): when
+            ``ckpt_dir`` holds no checkpoint to resume, the ``init_keys`` entries of this file (a training
+            checkpoint, or a plain network state dict for ``"model"``) are loaded, after the same network and
+            geometry checks; the optimizer, counters and sample stream start afresh. A run that finds its own
+            checkpoint resumes it and ignores ``init_path``. None: start from the network's initialisation.
+        init_keys: the ``load_dict`` entries taken from ``init_path``; None: ``"model"`` and ``"loss"`` where
+            ``load_dict`` has them (a loss with learned parameters, e.g. the SCN's sigmas, keeps them). An entry
+            the file lacks is skipped, except the network.
     """
 
     #: every DDP process attaches it (:func:`mlm.bundle.runs_on_every_rank`)
@@ -67,6 +75,8 @@ class ResumeFromCheckpoint:
         data_key: str | None = "data",
         name: str | None = None,
         geometry: Any = None,
+        init_path: str | os.PathLike | None = None,
+        init_keys: Sequence[str] | None = None,
     ) -> None:
         if not load_dict:
             raise ValueError("ResumeFromCheckpoint: load_dict names no object to restore.")
@@ -81,6 +91,15 @@ class ResumeFromCheckpoint:
         self.loaded_path: str | None = None
         self._pending_random_states: dict | None = None
         self.geometry = geometry
+        self.init_path = None if init_path in (None, "") else str(init_path)
+        if init_keys is None:
+            init_keys = [k for k in ("model", "loss") if k in self.load_dict]
+        unknown = [k for k in init_keys if k not in self.load_dict]
+        if unknown:
+            raise ValueError(
+                f"ResumeFromCheckpoint: init_keys {unknown} are not in load_dict ({sorted(self.load_dict)})."
+            )
+        self.init_keys = tuple(init_keys)
 
     def attach(self, engine: Engine) -> None:
         if self._name is None:
@@ -116,7 +135,11 @@ class ResumeFromCheckpoint:
         found = self.read_newest() if self.enabled else None
         if found is None:
             reason = "resuming is disabled" if not self.enabled else f"no readable checkpoint in {self.ckpt_dir}"
-            self.logger.info(f"{reason}: training starts from scratch.")
+            if self.init_path is not None:
+                self.initialise()
+                self.logger.info(f"{reason}: training starts from the weights of {self.init_path}.")
+            else:
+                self.logger.info(f"{reason}: training starts from scratch.")
             DataPosition(engine).restart()
             return
         path, ckpt = found
@@ -142,6 +165,26 @@ class ResumeFromCheckpoint:
                 self.logger.warning(f"{path} holds no random states: random draws differ from an uninterrupted run.")
         self.loaded_path = path
         self.logger.info(f"resumed from {path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")
+
+    def initialise(self) -> list[str]:
+        """Load the ``init_keys`` entries of ``init_path`` (network and geometry checked); returns the keys loaded."""
+        path = self.init_path
+        ckpt = load_checkpoint(path, map_location=self.map_location)
+        if "model" in self.init_keys and "model" not in ckpt:  # a plain network state dict
+            ckpt = {"model": ckpt}
+        wanted = {k: self.load_dict[k] for k in self.init_keys if k in ckpt}
+        if "model" in self.init_keys and "model" not in wanted:
+            raise ValueError(f"init checkpoint {path} holds no network weights (it holds {sorted(ckpt)}).")
+        check_checkpoint_compatible(path, wanted, ckpt)
+        recorded = checkpoint_geometry(ckpt)
+        if self.geometry is not None and recorded is not None:
+            try:
+                self.geometry.load_state_dict(recorded)
+            except ValueError as e:
+                raise ValueError(f"init checkpoint {path}: {e}") from None
+        for key, obj in wanted.items():
+            (obj.module if isinstance(obj, nn.parallel.DistributedDataParallel) else obj).load_state_dict(ckpt[key])
+        return list(wanted)
 
     def _restore_engine(self, engine: Engine, state: dict, max_epochs: int | None, epoch_length: int | None) -> None:
         """Load the trainer's counters, then keep this run's ``max_epochs``/``epoch_length`` (logged if they changed)."""

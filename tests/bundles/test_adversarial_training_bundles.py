@@ -88,11 +88,25 @@ def test_amat_interrupted_and_resumed_restores_margins_and_thresholds_exactly(ce
     assert (tmp_path / "one" / "eval" / "amat_margins" / "margins_epoch_0002.png").is_file()
 
 
-def test_sat_then_robustness_overlay_run_as_bundles_on_mtunet_ceph(ceph_data, tmp_path):
-    args = _args("mtunet_ceph", ceph_data, tmp_path, ["--num_iterations", "2", "--val_interval", "1"])
-    check(run_bundle("mtunet_ceph", ["train.yaml", "cpu.yaml", "train_sat.yaml"], args))
+def test_sat_fine_tunes_a_trained_model_then_robustness_overlay_run_as_bundles_on_mtunet_ceph(ceph_data, tmp_path):
+    # the "trained" model: the bundle's network with other random weights, saved as a plain state dict
+    torch.manual_seed(123)
+    trained = _parser("mtunet_ceph", "train_sat.yaml", ceph_data, tmp_path).get_parsed_content("network_def")
+    torch.save(trained.state_dict(), tmp_path / "trained.pt")
+    # SAT fine-tuned from it with a zero learning rate: the adversarial run starts from those weights and keeps them
+    extra = ["--num_iterations", "2", "--val_interval", "1", "--init_ckpt", str(tmp_path / "trained.pt"), "--lr", "0"]
+    result = check(
+        run_bundle(
+            "mtunet_ceph",
+            ["train.yaml", "cpu.yaml", "train_sat.yaml"],
+            _args("mtunet_ceph", ceph_data, tmp_path, extra),
+        )
+    )
+    assert "training starts from the weights of" in result.stdout + result.stderr
     ckpt = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 2
+    for key, value in trained.named_parameters():  # (BatchNorm running statistics follow the training batches)
+        assert torch.equal(ckpt["model"][key].contiguous(), value.detach().contiguous()), key
     infer = ["--dataset_dir", str(ceph_data), "--ckpt_path", str(tmp_path / "models" / "model.pt")]
     infer += ["--output_dir", str(tmp_path / "eval_rob"), *MTUNET_TINY, "--max_items", "2"]
     infer += ["--robustness_levels", "[0,0.5]", "--robustness_iterations", "2"]

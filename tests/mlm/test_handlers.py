@@ -540,3 +540,55 @@ def test_loader_marks_pixel_only_files_and_a_datalist_spacing_makes_them_mm(tmp_
     assert img.meta["spatial_units"] == "px"
     assert SetSpacing()(img, [0.1, 0.1]).meta["spatial_units"] == "mm"
     assert CheckedLoadImage(spatial_dims=2)(str(nii)).meta["spatial_units"] == "mm"
+
+
+def _linear_with(value: float) -> torch.nn.Linear:
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(value)
+        net.bias.fill_(value)
+    return net
+
+
+def test_init_checkpoint_starts_a_new_run_from_given_weights_and_a_resumable_run_ignores_it(tmp_path):
+    trained = _linear_with(3.0)
+    torch.save({"model": trained.state_dict()}, tmp_path / "trained.pt")
+    torch.save(trained.state_dict(), tmp_path / "plain.pt")
+    for init in ("trained.pt", "plain.pt"):
+        net = _linear_with(0.0)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        engine = Engine(lambda e, b: None)
+        handler = ResumeFromCheckpoint(tmp_path / "empty", {"model": net, "optimizer": opt}, init_path=tmp_path / init)
+        handler.attach(engine)
+        engine.run([0], max_epochs=1)
+        assert handler.loaded_path is None  # nothing resumed: a new run ...
+        assert torch.equal(net.weight, torch.full((1, 2), 3.0)) and float(net.bias) == 3.0  # ... from the given weights
+    # a run with its own checkpoint resumes it and leaves the init weights alone
+    own = tmp_path / "own"
+    own.mkdir()
+    resumed = _linear_with(5.0)
+    opt = torch.optim.SGD(resumed.parameters(), lr=0.1)
+    trainer = Engine(lambda e, b: None)
+    trainer.run([0, 1], max_epochs=1)
+    torch.save(
+        {"model": resumed.state_dict(), "optimizer": opt.state_dict(), "trainer": trainer.state_dict()},
+        own / "checkpoint_iteration=2.pt",
+    )
+    net = _linear_with(0.0)
+    handler = ResumeFromCheckpoint(
+        own, {"model": net, "optimizer": torch.optim.SGD(net.parameters(), lr=0.1)}, init_path=tmp_path / "trained.pt"
+    )
+    handler.attach(engine := Engine(lambda e, b: None))
+    engine.run([0, 1, 2], max_epochs=1)
+    assert handler.loaded_path is not None and float(net.bias) == 5.0
+
+
+def test_init_checkpoint_of_another_network_is_refused_naming_the_file(tmp_path):
+    torch.save({"model": torch.nn.Linear(3, 1).state_dict()}, tmp_path / "other.pt")
+    net = torch.nn.Linear(2, 1)
+    handler = ResumeFromCheckpoint(tmp_path / "empty", {"model": net}, init_path=tmp_path / "other.pt")
+    handler.attach(engine := Engine(lambda e, b: None))
+    with pytest.raises(ValueError, match=r"other\.pt does not fit this bundle's model"):
+        engine.run([0], max_epochs=1)
+    with pytest.raises(ValueError, match="init_keys"):
+        ResumeFromCheckpoint(tmp_path, {"model": net}, init_keys=("loss",))
