@@ -79,8 +79,8 @@ def main() -> None:
         print(f"  {k:6s} {v:.4f}")
     print(
         f"  sat / plain {times['sat'] / times['plain']:.2f}x, amat / sat {times['amat'] / times['sat']:.3f}x, "
-        f"amat_all / sat {times['amat_all'] / times['sat']:.3f}x (per iteration; an AMAT epoch adds one clean "
-        "forward per training image for the thresholds)"
+        f"amat_all / sat {times['amat_all'] / times['sat']:.3f}x (per iteration; with the default "
+        "amat_threshold_update running, only the first epoch adds a clean pass over the training images)"
     )
 
 

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
 
-__all__ = ["AdaptiveMarginTrainingHandler"]
+__all__ = ["AdaptiveMarginTrainingHandler", "THRESHOLD_UPDATES"]
+
+#: when the thresholds xi are recomputed (see :class:`AdaptiveMarginTrainingHandler`)
+THRESHOLD_UPDATES = ("epoch", "running", "once")
 
 
 def _plain(x: torch.Tensor) -> torch.Tensor:
@@ -44,9 +47,11 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
     2. clean-correct samples are attacked: untargeted L2 PGD of radius ``E`` (``num_iterations`` steps of
        ``step_factor * E / num_iterations``, the authors' ``5 E / 20``; samples grouped by equal margins);
     3. margins: a sample whose terms stayed ``<= xi`` at every attack iterate grows, ``E <- min(E + delta,
-       eps_max)``; one that became wrong is set to the estimated boundary: the perturbation norm of the first wrong
-       iterate, refined by ``refine_steps`` bisections between it and the iterate before (extra forwards, no
-       gradient); clean-wrong samples keep theirs;
+       eps_max)``; one that became wrong is set to the estimated boundary: the perturbation norm of the point between the
+       last correct and the first wrong iterate where the first loss term reaches its threshold, the terms taken as
+       linear along that segment (no extra forward; the authors' code used the wrong iterate itself), or, with
+       ``refine_steps`` > 0, that many bisections of the segment instead (one extra forward each, no gradient);
+       clean-wrong samples keep theirs;
     4. loss ``(1 - w) * L(clean batch) + w * L(adversarial images of the clean-correct samples)`` (the authors'
        ``beta = 0.5``; 0 for the adversarial term when no sample is clean-correct).
 
@@ -54,7 +59,9 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
     over the present landmarks (one term). ``xi`` comes from a clean pass over ``threshold_data`` (the training
     images with the deterministic preprocessing): ``threshold_method`` ``"mean"``, ``"mean_sd"`` (mean + z SD,
     z 2) or ``"huber"`` (Huber location + z scale, z 3, the authors' ``getThreshold*.py``), recomputed at the start
-    of every epoch (``threshold_update="epoch"``, with the current weights) or once (``"once"``, e.g. from a
+    of every epoch (``threshold_update="epoch"``, with the current weights), from the clean terms the last epoch's
+    iterations computed anyway for their clean check (``"running"``: no extra pass after the first epoch's, each
+    sample's terms taken with the weights of its iteration), or once (``"once"``, e.g. from a
     pretrained clean model); or fixed values (``thresholds``, the authors' hard-coded way). The clean pass indexes
     the dataset directly (no DataLoader), so it draws nothing from the global random generators.
 
@@ -75,11 +82,11 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
             :class:`mlm.adversarial_training.AdaptiveMargins` (default ``delta``).
         num_iterations, norm, step_factor, objective, loss, objective_kind, value_range, adversarial_weight,
             attack_mode, seed, id_key, image_key, name: as :class:`mlm.handlers.AdversarialTrainingHandler`.
-        refine_steps: bisection steps of the boundary estimate (0: the first wrong iterate).
+        refine_steps: bisection steps of the boundary estimate (0, the default: the free secant estimate).
         thresholds: fixed ``xi`` (one value, or one per landmark); None: from the clean pass.
         threshold_data: a dataset (indexable, items as the training's) or an iterable of collated batches.
         threshold_method, threshold_z: see :func:`mlm.adversarial_training.clean_thresholds`.
-        threshold_update: ``"epoch"`` or ``"once"``.
+        threshold_update: ``"epoch"``, ``"running"`` or ``"once"``.
         per_landmark: one term per landmark (True) or one per sample (False).
         clean_check: require the clean image to be correct (False: the authors' behaviour).
         output_dir: where the margin plots and the TensorBoard histogram go (None: not written).
@@ -94,7 +101,7 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
         num_iterations: int = 20,
         norm: str = "l2",
         step_factor: float = 5.0,
-        refine_steps: int = 2,
+        refine_steps: int = 0,
         thresholds: float | Sequence[float] | None = None,
         threshold_data: Any = None,
         threshold_method: str = "mean_sd",
@@ -108,9 +115,10 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
         super().__init__(
             eps=float(max_margin), num_iterations=num_iterations, norm=norm, step_factor=step_factor, **kwargs
         )
-        if threshold_update not in ("epoch", "once"):
+        if threshold_update not in THRESHOLD_UPDATES:
             raise ValueError(
-                f"AdaptiveMarginTrainingHandler: threshold_update must be 'epoch' or 'once', got {threshold_update!r}."
+                f"AdaptiveMarginTrainingHandler: threshold_update must be one of {THRESHOLD_UPDATES}, got "
+                f"{threshold_update!r}."
             )
         if thresholds is None and threshold_data is None:
             raise ValueError("AdaptiveMarginTrainingHandler: give threshold_data (a clean pass) or fixed thresholds.")
@@ -129,6 +137,8 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
         self.output_dir = None if output_dir is None else str(output_dir)
         self.thresholds: torch.Tensor | None = self.fixed_thresholds
         self.threshold_epoch: int | None = None
+        # "running": the clean loss terms of the samples trained in the current epoch (rows of (B, T))
+        self.running_terms: list[torch.Tensor] = []
         self.last_update: dict[str, dict] = {}
         self._writer = None
 
@@ -138,6 +148,7 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
             "margins": self.margins.state_dict(),
             "thresholds": None if self.thresholds is None else self.thresholds.clone(),
             "threshold_epoch": self.threshold_epoch,
+            "running_terms": torch.cat(self.running_terms) if self.running_terms else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -146,6 +157,8 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
         if self.fixed_thresholds is None:
             self.thresholds = None if saved is None else torch.as_tensor(saved, dtype=torch.float64).clone()
             self.threshold_epoch = state.get("threshold_epoch")
+        running = state.get("running_terms")
+        self.running_terms = [] if running is None else [torch.as_tensor(running, dtype=torch.float64).clone()]
 
     # ---- engine wiring -------------------------------------------------------------------------------------------
     def attach(self, engine: Engine) -> None:
@@ -162,6 +175,12 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
             self.threshold_update == "once" or self.threshold_epoch == engine.state.epoch
         ):
             return
+        if self.threshold_update == "running" and self.thresholds is not None:
+            terms = self._gathered(torch.cat(self.running_terms) if self.running_terms else None)
+            if terms is not None:
+                self.running_terms = []
+                self.set_thresholds(terms, engine.state.epoch, "the last epoch's clean terms")
+                return
         self.update_thresholds(engine)
 
     # ---- loss terms and thresholds -------------------------------------------------------------------------------
@@ -209,19 +228,45 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
 
     def update_thresholds(self, engine: Engine) -> torch.Tensor:
         """Recompute ``xi`` from a clean pass (:meth:`clean_losses`) and log it."""
-        self.thresholds = clean_thresholds(self.clean_losses(engine), self.threshold_method, self.threshold_z)
-        self.threshold_epoch = engine.state.epoch
+        return self.set_thresholds(self.clean_losses(engine), engine.state.epoch, "a clean pass")
+
+    def set_thresholds(self, terms: torch.Tensor, epoch: int, source: str) -> torch.Tensor:
+        """``xi`` from clean loss terms ``(M, T)`` (:func:`mlm.adversarial_training.clean_thresholds`), logged."""
+        self.thresholds = clean_thresholds(terms, self.threshold_method, self.threshold_z)
+        self.threshold_epoch = epoch
         xi = self.thresholds.tolist()
         self.logger.info(
-            f"AMAT thresholds ({self.threshold_method}, epoch {engine.state.epoch}): "
+            f"AMAT thresholds ({self.threshold_method}, epoch {epoch}, from {source}, {terms.shape[0]} samples): "
             f"min {min(xi):.4g}, mean {float(np.mean(xi)):.4g}, max {max(xi):.4g}"
         )
         return self.thresholds
+
+    @staticmethod
+    def _gathered(terms: torch.Tensor | None) -> torch.Tensor | None:
+        """This rank's running terms with every other rank's (DDP), in rank order; None when there are none."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            parts: list[torch.Tensor | None] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, None if terms is None else terms.cpu())
+            kept = [t for t in parts if t is not None]
+            return torch.cat(kept) if kept else None
+        return terms
 
     # ---- one iteration -------------------------------------------------------------------------------------------
     def _norm(self, delta: torch.Tensor) -> torch.Tensor:
         flat = delta.flatten(1)
         return flat.norm(p=2, dim=1) if self.norm == "l2" else flat.abs().amax(dim=1)
+
+    def crossing_fraction(self, before: torch.Tensor, after: torch.Tensor) -> float:
+        """Where on the segment from a correct iterate (terms ``before (T,)``) to a wrong one (``after``) the first
+        term reaches its threshold, the terms taken as linear along it: ``min_t (xi_t - b_t) / (a_t - b_t)`` over
+        the terms that crossed, in ``[0, 1]`` (1: no estimate, the wrong iterate itself)."""
+        xi = self.thresholds.to(after.device, after.dtype).expand_as(after)
+        crossed = (after > xi) & torch.isfinite(before) & (before <= xi)
+        if not bool(crossed.any()):
+            return 1.0
+        rise = (after - before)[crossed]
+        fractions = ((xi - before)[crossed] / rise.clamp_min(1e-12)).clamp(0.0, 1.0)
+        return float(fractions.min())
 
     def __call__(self, engine: Engine) -> None:
         if self.thresholds is None:
@@ -240,6 +285,8 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
                 targets = self.objective.targets(clean_out, goals)
                 clean_terms = self.terms(self.objective.per_landmark_losses(clean_out, targets), present)
             clean_ok = ~self.wrong(clean_terms) if self.clean_check else torch.ones(batch_size, dtype=torch.bool)
+            if self.threshold_update == "running":
+                self.running_terms.append(clean_terms.cpu())
             margins = self.margins.get(ids)
             adversarial = clean.detach().clone()
             boundary: dict[int, float] = {}
@@ -280,15 +327,24 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
         became wrong, ``{batch index: boundary estimate}``."""
         x0 = clean[idx]
         sub_present = present[idx]
-        first_wrong: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        previous = {"x": x0}
+
+        def targets_of(rows: list[int]) -> dict[str, torch.Tensor]:
+            return {k: v[rows] for k, v in targets.items()}
+
+        first_wrong: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
+        previous = {
+            "x": x0,
+            "terms": self.terms(self.objective.per_landmark_losses(clean_out[idx], targets_of(idx)), sub_present),
+        }
 
         def watch(step: AttackStep) -> None:
-            wrong = self.wrong(self.terms(step.losses, sub_present))
+            terms = self.terms(step.losses, sub_present)
+            wrong = self.wrong(terms)
             for j in torch.nonzero(wrong).flatten().tolist():
                 if j not in first_wrong:
-                    first_wrong[j] = (previous["x"][j], step.images[j])
-            previous["x"] = step.images
+                    fraction = self.crossing_fraction(previous["terms"][j], terms[j])
+                    first_wrong[j] = (previous["x"][j], step.images[j], fraction)
+            previous["x"], previous["terms"] = step.images, terms
 
         result = self.pgd(eps)(
             module,
@@ -303,7 +359,12 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
             js = sorted(first_wrong)
             lo = torch.stack([first_wrong[j][0] for j in js])
             hi = torch.stack([first_wrong[j][1] for j in js])
-            sub_targets = {k: v[idx][js] for k, v in targets.items()}
+            # the secant estimate (free): where the first term to cross its threshold crosses it on the segment
+            fraction = torch.tensor([first_wrong[j][2] for j in js], dtype=lo.dtype, device=lo.device)
+            fraction = fraction.view(-1, *([1] * (lo.ndim - 1)))
+            if self.refine_steps == 0:
+                hi = lo + fraction * (hi - lo)
+            sub_targets = targets_of([idx[j] for j in js])
             sub_mask = sub_present[js]
             with self.frozen(module), torch.no_grad():
                 for _ in range(self.refine_steps):

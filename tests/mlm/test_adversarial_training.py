@@ -111,6 +111,36 @@ def test_amat_margins_grow_while_correct_then_refine_to_the_boundary():
     assert handler.last_update["b"] == {"clean_correct": False, "adversarial_correct": False, "margin": 0.5}
 
 
+def _boundary_margin(refine_steps: int) -> tuple[float, int]:
+    """AMAT on one zero image with an identity model (margin 1.5 crosses mean |x| = 0.3): its new margin and the
+    number of forward passes of the iteration."""
+    handler = AdaptiveMarginTrainingHandler(
+        max_margin=5.0,
+        delta=0.5,
+        initial_margin=1.5,
+        num_iterations=10,
+        thresholds=[0.3],
+        refine_steps=refine_steps,
+        objective=MeanAbsObjective(),
+    )
+    net = _identity_conv()
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    trainer = _trainer(net, [_batch(torch.zeros(1, 1, 4, 4), "a")], handler)
+    trainer.run()
+    assert handler.last_update["a"]["adversarial_correct"] is False
+    return handler.margins.margins["a"], len(calls)
+
+
+def test_amat_secant_boundary_estimate_matches_bisection_without_extra_forwards():
+    secant, secant_calls = _boundary_margin(0)
+    bisected, bisected_calls = _boundary_margin(12)
+    assert 1.2 - 1e-3 <= bisected < 1.5  # mean |x| = 0.3 needs ||x|| >= 1.2 on 16 voxels; 1.5 is wrong
+    assert secant == pytest.approx(bisected, abs=0.01)  # mean |x| is close to linear between two PGD iterates
+    # clean check (also the attack's reference) + 10 PGD steps + the training step's 2 losses; a bisection costs 1 more
+    assert secant_calls == 1 + 10 + 2 and bisected_calls == secant_calls + 12
+
+
 def test_adaptive_margins_rules_and_state_round_trip():
     m = AdaptiveMargins(max_margin=1.0)
     assert m.get(["x"]) == [0.1] and m.delta == pytest.approx(0.1)
@@ -148,3 +178,40 @@ def test_amat_state_dict_round_trip_restores_margins_and_thresholds_exactly():
     fresh.load_state_dict(state)
     assert fresh.margins.margins == handler.margins.margins and fresh.threshold_epoch == 3
     assert torch.equal(fresh.thresholds, handler.thresholds)
+
+
+def test_amat_running_thresholds_come_from_the_last_epochs_clean_terms_without_another_pass():
+    images = {
+        "a": torch.full((1, 1, 4, 4), 0.1),
+        "b": torch.full((1, 1, 4, 4), 0.2),
+        "c": torch.full((1, 1, 4, 4), 0.4),
+    }
+    batches = [_batch(img, name) for name, img in images.items()]
+    passes = []
+
+    class CountedPass:  # threshold_data as collated batches, counting the clean passes over it
+        def __iter__(self):
+            passes.append(1)
+            return iter(batches)
+
+    handler = AdaptiveMarginTrainingHandler(
+        max_margin=1.0,
+        num_iterations=2,
+        threshold_data=CountedPass(),
+        threshold_method="mean",
+        threshold_update="running",
+        objective=MeanAbsObjective(),
+    )
+    trainer = _trainer(_identity_conv(), batches, handler)
+    trainer.state.max_epochs = 2
+    seen = {}
+    trainer.add_event_handler(
+        Events.EPOCH_STARTED, lambda e: seen.setdefault(e.state.epoch, handler.thresholds.clone())
+    )
+    trainer.run()
+    # epoch 1: the clean pass (mean of 0.1, 0.2, 0.4); epoch 2: the same terms from epoch 1's iterations, no new pass
+    assert len(passes) == 1
+    assert seen[1].tolist() == pytest.approx([0.7 / 3]) and seen[2].tolist() == pytest.approx([0.7 / 3])
+    assert handler.threshold_epoch == 2 and handler.state_dict()["running_terms"].shape == (3, 1)
+    with pytest.raises(ValueError, match="threshold_update must be one of"):
+        AdaptiveMarginTrainingHandler(max_margin=1.0, thresholds=[1.0], threshold_update="never")
