@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no_cpu", action="store_true", help="without cpu.yaml")
     p.add_argument("--extra", default="", help="further overrides for every run, e.g. '--num_filters 16'")
     p.add_argument("--threads", default="2", help="OMP_NUM_THREADS of the runs")
+    p.add_argument(
+        "--reuse", action="store_true", help="keep a model's existing <out>/<NAME> report (delete it to re-run)"
+    )
     a = p.parse_args(argv)
 
     from mlm.bundle.launch import run_bundle
@@ -72,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = out / name
         args = common + ["--ckpt_path", str(ckpt), "--output_dir", str(run_dir)]
         print(f"[{name}] python -m monai.bundle run --config_file {configs} {shlex.join(args)}", flush=True)
-        result = run_bundle(a.bundle, configs, args, env={"OMP_NUM_THREADS": a.threads})
-        if result.returncode != 0:
+        done = run_dir / "robustness" / "robustness.json"
+        if a.reuse and done.is_file():
+            print(f"[{name}] reusing {done}", flush=True)
+            result = None
+        else:
+            result = run_bundle(a.bundle, configs, args, env={"OMP_NUM_THREADS": a.threads})
+        if result is not None and result.returncode != 0:
             print(result.stdout[-2000:] + result.stderr[-4000:], file=sys.stderr)
             print(f"error: the robustness run of {name} failed (exit {result.returncode}).", file=sys.stderr)
             return 1
