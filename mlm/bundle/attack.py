@@ -55,6 +55,7 @@ def bundle_attack_objective(
     gamma: float | None = None,
     ckpt_path: str | os.PathLike | None = None,
     bce_weight: float = 2.0,
+    stationary_mask: str = "voters",
 ) -> LandmarkAttackObjective:
     """The attack objective of a bundle's model.
 
@@ -69,13 +70,15 @@ def bundle_attack_objective(
             peak-1 Gaussians), heatmap-only models.
         ckpt_path: the training checkpoint whose loss holds the learned sigmas (heatmap-only models).
         bce_weight: weight of the heatmap BCE of heatmap + offset models (the authors' 2).
+        stationary_mask: the stationary landmarks' offset mask of heatmap + offset models, ``"voters"`` or the
+            authors' ``"threshold"`` (:class:`mlm.attacks.HeatmapOffsetAttackObjective`).
     """
     if kind not in ATTACK_OBJECTIVES:
         raise ValueError(f"attack_objective must be one of {ATTACK_OBJECTIVES}, got {kind!r}.")
     if kind == "auto":
         kind = "heatmap_offset" if decoding in VOTING_METHODS else "heatmap"
     if kind == "heatmap_offset":
-        return HeatmapOffsetAttackObjective(radius=float(sigma), bce_weight=bce_weight)
+        return HeatmapOffsetAttackObjective(radius=float(sigma), bce_weight=bce_weight, stationary_mask=stationary_mask)
     learned = checkpoint_sigmas(ckpt_path, num_landmarks)
     if learned is None:
         logger.info(f"attack objective: no learned sigmas in {ckpt_path}, using sigma {sigma} voxels")

@@ -346,14 +346,45 @@ def test_stationary_targets_are_the_clean_prediction():
     images = torch.rand(1, 1, 8, 8)
     clean = model(images).detach()
     goals = torch.tensor([[[3.0, 4.0], [float("nan")] * 2]])
+    authors = HeatmapOffsetAttackObjective(radius=2.0, stationary_mask="threshold").targets(clean, goals)
+    torch.testing.assert_close(authors["masks"][0, 1], (torch.sigmoid(clean[0, 1]) > 0.5).float())
     targets = HeatmapOffsetAttackObjective(radius=2.0).targets(clean, goals)
     torch.testing.assert_close(targets["heatmaps"][0, 1], torch.sigmoid(clean[0, 1]))
-    torch.testing.assert_close(targets["masks"][0, 1], (torch.sigmoid(clean[0, 1]) > 0.5).float())
+    # default: the offsets are held on the landmark's voters, the int(pi R^2) = 12 voxels of highest clean heatmap
+    voters = torch.zeros(64)
+    voters[clean[0, 1].flatten().topk(12).indices] = 1.0
+    torch.testing.assert_close(targets["masks"][0, 1], voters.view(8, 8))
+    for key in ("heatmaps", "offsets"):
+        torch.testing.assert_close(authors[key], targets[key])
     torch.testing.assert_close(targets["offsets"][0, :, 1], clean[0, [3, 5]])
     assert float(targets["heatmaps"][0, 0, 3, 4]) == 1.0 and float(targets["masks"][0, 0].sum()) == 9.0
     heat_targets = HeatmapAttackObjective(1.0).targets(clean[:, :2], goals)["heatmaps"]
     torch.testing.assert_close(heat_targets[0, 1], clean[0, 1])
     assert float(heat_targets[0, 0, 3, 4]) == 1.0
+
+
+def test_voters_hold_a_stationary_landmark_of_an_unconfident_model_whose_threshold_mask_is_empty():
+    # heatmaps below 0.5 everywhere (logits < 0), as the CPU-trained multi-task U-Net's: the authors' mask is empty
+    torch.manual_seed(0)
+    logits = torch.randn(1, 2, 8, 8) - 4.0
+    output = torch.cat([logits, torch.randn(1, 4, 8, 8) * 0.1], dim=1)
+    goals = torch.full((1, 2, 2), float("nan"))
+    authors = HeatmapOffsetAttackObjective(radius=1.5, stationary_mask="threshold").targets(output, goals)
+    voters = HeatmapOffsetAttackObjective(radius=1.5, num_votes=5).targets(output, goals)
+    assert float(authors["masks"].sum()) == 0.0
+    assert voters["masks"].sum(dim=(2, 3)).tolist() == [[5.0, 5.0]]
+    moved_offsets = output.clone()
+    moved_offsets[:, 2:] += 0.5  # every offset shifted: only the held ones count
+    loss = HeatmapOffsetAttackObjective(radius=1.5, num_votes=5).per_landmark_losses
+    assert (loss(moved_offsets, voters) - loss(output, voters)).min() > 0.99  # + 0.5 per axis on the voters
+    assert torch.allclose(
+        HeatmapOffsetAttackObjective(radius=1.5, stationary_mask="threshold").per_landmark_losses(
+            moved_offsets, authors
+        ),
+        HeatmapOffsetAttackObjective(radius=1.5, stationary_mask="threshold").per_landmark_losses(output, authors),
+    )
+    with pytest.raises(ValueError, match="stationary_mask"):
+        HeatmapOffsetAttackObjective(radius=1.5, stationary_mask="all")
 
 
 def test_attack_errors_are_clear():
