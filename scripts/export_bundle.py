@@ -9,6 +9,8 @@ Examples::
     python scripts/export_bundle.py scn_ceph --checkpoint runs/isbi2015_scn/weights/global.pt --out zoo/scn_ceph \\
         --configs cpu.yaml --refine-checkpoint runs/isbi2015_scn/weights/refine.pt --url https://.../model.pt \\
         --refine-url https://.../refine.pt
+    python scripts/export_bundle.py gu2net_universal --checkpoint runs/gu2net/models/model.pt --out zoo/gu2net_hand \\
+        --configs cpu.yaml domain.yaml --set domain=hand --set universal=true
 
 ``--configs`` are the overlays the model was trained with (names in the bundle's ``configs/`` or paths) and
 ``--set KEY=VALUE`` the command-line overrides (``--set num_filters=32``; VALUE is read as YAML). The exported
@@ -20,6 +22,10 @@ its ``configs/metadata.json`` are installed, without this project.
 stages (``--config_file "['configs/inference.yaml','configs/refine_inference.yaml']"``); ``--refine-set KEY=VALUE``
 are the overrides of the refinement's training (``--refine-set refine_spacing=0.5``). The bundle's ``refine.yaml``,
 ``attack.yaml``, ``robustness.yaml``, ``train_sat.yaml`` and ``train_amat.yaml`` are exported as overlays either way.
+
+``gu2net_universal`` is exported one domain per bundle (``mlm.bundle.zoo_domains``): ``--configs cpu.yaml
+domain.yaml --set domain=hand`` for a single-domain GU2Net, plus ``--set universal=true`` for that domain of the
+universal model (``models/model.pt`` is then the single-domain network of its shared layers and the domain's own).
 """
 
 from __future__ import annotations
@@ -95,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"exported {args.bundle} to {result.path}")
     print(f"  configs: {', '.join(result.configs)}")
+    if result.domain is not None:
+        kind = "the universal model's" if result.domain.universal else "a single-domain model"
+        print(f"  domain: {result.domain.name} ({kind})")
     if args.refine_checkpoint is not None:
         print("  two-stage: models/refine.pt, configs/refine_inference.yaml")
     print(f"  code: {len(result.code.modules)} modules ({result.code.lines} lines) in scripts/")

@@ -25,6 +25,11 @@ the same way (``['configs/train.yaml','configs/refine.yaml']``). The refinement 
 command line: ``refine_overrides`` replace ``overrides`` for ``refine.yaml``, and ``refine_inference.yaml`` takes the
 refinement's network and patch geometry from it.
 
+A bundle of several domains (``gu2net_universal`` with ``configs/domain.yaml`` among ``configs``) is exported for the
+domain its configs select, as a single-domain model of it (:mod:`mlm.bundle.zoo_domains`): the domain's values in
+the configs, its output channels and landmark names in the metadata, and for a universal model (``universal=true``)
+the weights of that domain as a single-domain network's.
+
 Every ``_target_`` and ``$`` expression naming project code names the copy in ``scripts/`` instead, so the bundle
 runs where MONAI and the packages of its metadata are installed but this project is not. The configs follow the
 zoo's property conventions (:func:`mlm.bundle.zoo_configs.conform_properties`); the source changes that would make
@@ -58,6 +63,15 @@ from mlm.bundle.zoo_configs import (
     unvalidated_tail,
 )
 from mlm.bundle.zoo_docs import data_license_text, large_files_yaml, zoo_readme
+from mlm.bundle.zoo_domains import (
+    DOMAIN_ITEMS,
+    DomainExportError,
+    DomainSelection,
+    domain_metadata,
+    domain_selection,
+    domain_state_dict,
+    freeze_domain,
+)
 from mlm.bundle.zoo_metadata import eval_metrics_from_report, required_packages, validate_metadata
 
 __all__ = [
@@ -151,6 +165,8 @@ class ExportResult:
             what the source configs would need to pass it themselves.
         warnings: what the exported bundle does differently from the source, or lacks (no URL, no evaluation).
         configs: the exported configs (``configs/<name>.yaml``), the four the zoo expects first, then the overlays.
+        domain: the domain a bundle of several domains was exported for (``configs/domain.yaml``;
+            :class:`mlm.bundle.zoo_domains.DomainSelection`), None for the other bundles.
     """
 
     path: Path
@@ -159,6 +175,7 @@ class ExportResult:
     conformance_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     configs: list[str] = field(default_factory=list)
+    domain: DomainSelection | None = None
 
 
 def _bundle_dir(bundle: str | os.PathLike) -> Path:
@@ -246,16 +263,16 @@ def _torchscript(net: nn.Module, metadata: Mapping, path: Path, inference: Mappi
     """Script ``net``, check it against eager on a random input, save it as ``ckpt_export`` does; return max |diff|."""
     from monai.data import save_net_with_metadata
 
-    image = next(iter(metadata["network_data_format"]["inputs"].values()))
-    x = torch.rand(
-        1,
-        int(image["num_channels"]),
-        *_example_shape(image["spatial_shape"]),
-        generator=torch.Generator().manual_seed(0),
-    )
+    x = _example_input(metadata)
     scripted = torch.jit.script(net)
     with torch.no_grad():
         eager, ts = net(x), scripted(x)
+    output = next(iter(metadata["network_data_format"]["outputs"].values()))
+    if eager.shape[1] != int(output["num_channels"]):
+        raise ExportError(
+            f"the network predicts {eager.shape[1]} channels, configs/metadata.json's output has "
+            f"{output['num_channels']}: the configs give another landmark count than the bundle's metadata describes."
+        )
     diff = float((eager - ts).abs().max())
     if not diff <= 1e-5 * max(1.0, float(eager.abs().max())):
         raise ExportError(f"the TorchScript network differs from the eager one by {diff:g} on a random input.")
@@ -266,6 +283,70 @@ def _torchscript(net: nn.Module, metadata: Mapping, path: Path, inference: Mappi
         more_extra_files={"inference.json": json.dumps(inference).encode()},
     )
     return diff
+
+
+def _example_input(metadata: Mapping) -> torch.Tensor:
+    """A random network input of the metadata's shape (``n`` = 2), the same at every call."""
+    image = next(iter(metadata["network_data_format"]["inputs"].values()))
+    return torch.rand(
+        1,
+        int(image["num_channels"]),
+        *_example_shape(image["spatial_shape"]),
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def _output_channels(net: nn.Module, metadata: Mapping) -> int:
+    """The channels of ``net``'s output on an input of the metadata's shape."""
+    with torch.no_grad():
+        return int(net(_example_input(metadata)).shape[1])
+
+
+def _domain_network(
+    raw: Mapping,
+    inference: Mapping,
+    selection: DomainSelection,
+    checkpoint: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    path: Path,
+    metadata: Mapping,
+) -> nn.Module:
+    """The single-domain network of the exported ``inference`` config (source form) with the weights of the domain
+    ``selection`` predicts (:mod:`mlm.bundle.zoo_domains`).
+
+    The checkpoint's geometry is checked as ``raw`` (the merged inference config as the repository runs it) checks
+    it: a single-domain model's, or a universal model's (``universal=true``) geometry of the domain, against the
+    domain's. A universal model's weights become those of the single-domain network (:func:`domain_state_dict`),
+    checked to compute what the universal model computes for the domain on an input of the metadata's shape.
+
+    Raises:
+        ExportError: another kind of model than the configs select (universal or single-domain), another geometry,
+            weights that do not fit, or a single-domain network that computes otherwise.
+    """
+    kind = "a universal model (universal=true)" if selection.universal else "a single-domain model"
+    hint = (
+        f"the configs export {kind} of the domain {selection.name!r}: pass the overlays (cpu.yaml, domain.yaml) and "
+        "the --set values (domain, universal, domain_overrides, ...) it was trained or is run with"
+    )
+    _check_geometry(raw, "handlers", checkpoint, path, "checkpoint", hint)
+    if not selection.universal:
+        return _load_network(inference, state, path, hint=hint)
+    universal = _load_network(raw, state, path, hint=hint)
+    try:
+        single = domain_state_dict(universal, selection.index)
+    except DomainExportError as e:
+        raise ExportError(f"checkpoint {path}: {e}") from None
+    net = _load_network(inference, single, path, hint=hint)
+    x = _example_input(metadata)
+    with torch.no_grad():
+        expected, got = universal(x, domain=selection.index), net(x)
+    diff = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+    if not diff <= 1e-6 * max(1.0, float(expected.abs().max())):
+        raise ExportError(
+            f"the single-domain network of the domain {selection.name!r} differs from the universal model's "
+            f"prediction for it by {diff:g} on a random input."
+        )
+    return net
 
 
 class _ConfigDumper(yaml.SafeDumper):
@@ -362,8 +443,14 @@ def _merged_configs(
     overlay last), made to pass the zoo's property check.
 
     ``refine.yaml`` is merged with ``refine_overrides`` instead of ``overrides`` (the refinement's own training
-    command line); ``refine_inference.yaml`` with ``overrides``, the refinement's network and patch geometry from the
-    merged ``refine.yaml`` and ``refine_ckpt_path`` :data:`REFINE_CKPT_PATH`.
+    command line; the domain selection of ``overrides`` too); ``refine_inference.yaml`` with ``overrides``, the
+    refinement's network and patch geometry from the merged ``refine.yaml`` and ``refine_ckpt_path``
+    :data:`REFINE_CKPT_PATH`. A config that selects one domain of a bundle of several (``configs/domain.yaml``) is
+    written as a single-domain config of it (:func:`mlm.bundle.zoo_domains.freeze_domain`).
+
+    Raises:
+        mlm.bundle.zoo_domains.DomainExportError: a config of the universal model's training (``universal.yaml``),
+            or a domain selection that cannot be written as one domain's.
     """
 
     def merged(
@@ -374,6 +461,8 @@ def _merged_configs(
         keep: Sequence[str] = (),
     ) -> dict:
         full = merge_configs([base, *before, *overlays, *after], extra, root=cfg.parent)
+        if domain_selection(full) is not None:
+            full = freeze_domain(full)
         kept = set(keep).union(*(_top_keys(f) for f in [base, *before, *after]))
         return {**prune_unreferenced(full, keep=sorted(kept)), "dataset_dir": dataset_dir}
 
@@ -388,8 +477,8 @@ def _merged_configs(
         base, path = STAGE_OVERLAYS[stage], cfg / f"{stage}.yaml"
         own[stage] = _top_keys(path)
         extra = dict(overrides)
-        if stage == "refine":
-            extra = dict(refine_overrides or {})
+        if stage == "refine":  # the refinement's own command line, on the same domain (configs/domain.yaml)
+            extra = {k: v for k, v in overrides.items() if _top(k) in DOMAIN_ITEMS} | dict(refine_overrides or {})
         elif stage == "refine_inference":
             if "refine_ckpt_path" not in own[stage]:
                 raise ExportError(f"{path} has no refine_ckpt_path: the refinement's weights cannot be set.")
@@ -535,7 +624,9 @@ def export_bundle(
         out: the exported bundle's folder (created; see ``overwrite``). Written in a temporary folder beside it
             and renamed when complete.
         configs: overlays merged into every exported config, in order, as used for training (``["cpu.yaml"]``):
-            names in the bundle's ``configs/`` or paths.
+            names in the bundle's ``configs/`` or paths. ``gu2net_universal``: ``["cpu.yaml", "domain.yaml"]``, the
+            bundle exported for one domain (``overrides`` ``domain``, and ``universal: true`` for that domain of a
+            universal model, whose weights of the domain become a single-domain network).
         overrides: ``{id: value}`` applied last, as ``--id value`` was on the training command line.
         eval_report: ``metrics.json`` of an evaluation of this checkpoint (``evaluate.yaml``): numeric
             ``eval_metrics`` of the metadata. None leaves ``eval_metrics`` out.
@@ -557,8 +648,10 @@ def export_bundle(
         refine_url: where ``models/refine.pt`` will be downloadable (``large_files.yml``).
 
     Raises:
-        ExportError: missing inputs, a checkpoint (or refine checkpoint) that does not fit the configs, ``out``
-            exists.
+        ExportError: missing inputs, a checkpoint (or refine checkpoint) that does not fit the configs, a network
+            whose output channels are not the metadata's, ``out`` exists; for a bundle of several domains also the
+            universal model's training configs (``universal.yaml``) and a checkpoint of the other kind (universal or
+            single-domain) or of another geometry of the domain.
         mlm.bundle.zoo_metadata.MetadataError: the metadata misses a package the vendored code imports, or fails the
             official schema.
         mlm.bundle.zoo_configs.ConfigConformanceError: a config cannot follow the zoo's property conventions.
@@ -577,10 +670,23 @@ def export_bundle(
         and (src / "configs" / f"{s}.yaml").resolve() not in merged_in
         and (s != "refine_inference" or refine_checkpoint is not None)
     ]
-    merged = _merged_configs(src / "configs", overlays, overrides, dataset_dir, stages, refine_overrides)
+    source_meta = json.loads((src / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    try:
+        merged = _merged_configs(src / "configs", overlays, overrides, dataset_dir, stages, refine_overrides)
+        # the domain a bundle of several domains predicts (configs/domain.yaml), as the repository runs it
+        raw = merge_configs([src / "configs" / "inference.yaml", *overlays], overrides, root=src)
+        raw["bundle_root"] = str(src)
+        selection = domain_selection(raw)
+    except DomainExportError as e:
+        raise ExportError(str(e)) from None
     # the weights first: a checkpoint that does not fit the configs stops the export before anything is written
-    _, state = _checkpoint_weights(checkpoint)
-    net = _load_network(merged.source["inference"], state, checkpoint)
+    ckpt, state = _checkpoint_weights(checkpoint)
+    if selection is None:
+        net = _load_network(merged.source["inference"], state, checkpoint)
+    else:
+        net = _domain_network(raw, merged.source["inference"], selection, ckpt, state, checkpoint, source_meta)
+        channels = _output_channels(net, source_meta)
+        source_meta = domain_metadata(source_meta, selection, channels)
     refine_net = None
     if refine_checkpoint is not None:
         refine_ckpt, refine_state = _checkpoint_weights(refine_checkpoint, "refine checkpoint")
@@ -607,7 +713,6 @@ def export_bundle(
             (tmp / folder).mkdir(parents=True)
         doc = f"Python code of this bundle: the parts of the monai-landmarks project its configs use ({src.name})."
         code = vendor_modules(modules, tmp / "scripts", package_doc=doc)
-        source_meta = json.loads((src / "configs" / "metadata.json").read_text(encoding="utf-8"))
         metadata = _metadata(
             source_meta, code, eval_report, version, changelog, src.name, overlays, overrides, _refine_summary(refine)
         )
@@ -641,7 +746,7 @@ def export_bundle(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     warnings = _warnings(merged.exported["train"], large, eval_report)
-    return ExportResult(out, code, diff, merged.changes, warnings, configs=list(merged.exported))
+    return ExportResult(out, code, diff, merged.changes, warnings, configs=list(merged.exported), domain=selection)
 
 
 def _size(shape: Any) -> str:

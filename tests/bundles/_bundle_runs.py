@@ -18,6 +18,7 @@ __all__ = [
     "BUNDLES",
     "CEPH_TINY",
     "FARNET_TINY",
+    "GU2NET_TINY",
     "HAND_MRI_TINY",
     "HAND_XRAY_TINY",
     "MTUNET_TINY",
@@ -26,6 +27,7 @@ __all__ = [
     "bundle_parser",
     "check",
     "clean_env",
+    "gu2net_domains",
     "run_bundle",
     "train_tiny",
 ]
@@ -64,6 +66,19 @@ MTUNET_TINY = [
 #: farnet_ceph: 4 mm cephalogram phantom pixels in a 64x64 input (a multiple of 32), sigma 3 px (DenseNet-121 widths)
 FARNET_TINY = ["--patch_size", "[64,64]", "--pixdim", "4.0", "--sigma", "3.0", "--num_workers", "0"]
 
+#: gu2net_universal: 4 base filters, 2 images per batch (of one domain each in the universal model); the input size
+#: of each domain is gu2net_domains' (or --patch_size for a single-domain run)
+GU2NET_TINY = ["--num_filters", "4", "--num_workers", "0", "--batch_size", "2"]
+
+
+def gu2net_domains(**dataset_dirs: Path) -> list[str]:
+    """``--domain_overrides`` of gu2net_universal: every domain (head, hand, chest) fitted into 32x32, the data of
+    those named (``hand=hand_xray_data``) in the given folders."""
+    overrides = {name: {"cpu": {"patch_size": [32, 32]}} for name in ("head", "hand", "chest")}
+    for name, folder in dataset_dirs.items():
+        overrides[name]["dataset_dir"] = str(folder)
+    return ["--domain_overrides", repr(overrides)]
+
 
 def run_bundle(bundle: str, configs: list[str], args: list[str], torchrun: int = 0, timeout: float = 240):
     """``python -m monai.bundle run`` (or torchrun with ``torchrun`` processes) in the bundle folder, one thread."""
@@ -76,11 +91,18 @@ def check(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return result
 
 
-def train_tiny(bundle: str, data: Path, out: Path, tiny: list[str], extra: list[str] = ()) -> Path:
-    """Two training iterations of ``bundle`` (train.yaml + cpu.yaml + ``tiny``) into ``out``; returns ``out``."""
+def train_tiny(
+    bundle: str,
+    data: Path,
+    out: Path,
+    tiny: list[str],
+    extra: list[str] = (),
+    configs: Sequence[str] = ("train.yaml", "cpu.yaml"),
+) -> Path:
+    """Two training iterations of ``bundle`` (``configs`` + ``tiny``) into ``out``; returns ``out``."""
     args = ["--dataset_dir", str(data), "--ckpt_dir", str(out / "models"), "--output_dir", str(out / "eval")]
     args += [*tiny, *extra, "--num_iterations", "2", "--val_interval", "1"]
-    result = check(run_bundle(bundle, ["train.yaml", "cpu.yaml"], args))
+    result = check(run_bundle(bundle, list(configs), args))
     (out / "train.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     return out
 

@@ -12,11 +12,15 @@ import pytest
 from _bundle_runs import (
     CEPH_TINY,
     FARNET_TINY,
+    GU2NET_TINY,
     HAND_MRI_TINY,
     HAND_XRAY_TINY,
     MTUNET_TINY,
     SPINE_TINY,
+    check,
     clean_env,
+    gu2net_domains,
+    run_bundle,
     train_tiny,
 )
 
@@ -98,6 +102,28 @@ def mtunet_trained(ceph_data, tmp_path_factory) -> Path:
 def farnet_trained(ceph_data, tmp_path_factory) -> Path:
     """Two training iterations of farnet_ceph (cpu.yaml + tiny overrides); returns the run folder."""
     return train_tiny("farnet_ceph", ceph_data, tmp_path_factory.mktemp("farnet_run"), FARNET_TINY)
+
+
+@pytest.fixture(scope="session")
+def gu2net_head_trained(ceph_data, tmp_path_factory) -> Path:
+    """Two training iterations of a single-domain GU2Net (gu2net_universal: cpu.yaml + domain.yaml, the head domain
+    on the cephalogram phantom in 32x32); returns the run folder."""
+    out = tmp_path_factory.mktemp("gu2net_head_run")
+    tiny = ["--domain", "head", "--patch_size", "[32,32]", *GU2NET_TINY]
+    return train_tiny("gu2net_universal", ceph_data, out, tiny, configs=("train.yaml", "cpu.yaml", "domain.yaml"))
+
+
+@pytest.fixture(scope="session")
+def gu2net_universal_trained(ceph_data, hand_xray_data, chest_data, tmp_path_factory) -> Path:
+    """Four iterations of gu2net_universal's universal model (cpu.yaml + universal.yaml) on the head, hand and chest
+    phantoms (32x32 each), validated every two; returns the run folder (its log in train.log)."""
+    out = tmp_path_factory.mktemp("gu2net_universal_run")
+    args = gu2net_domains(head=ceph_data, hand=hand_xray_data, chest=chest_data) + GU2NET_TINY
+    args += ["--num_iterations", "4", "--val_interval", "2", "--ckpt_dir", str(out / "models")]
+    args += ["--output_dir", str(out / "eval")]
+    result = check(run_bundle("gu2net_universal", ["train.yaml", "cpu.yaml", "universal.yaml"], args))
+    (out / "train.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    return out
 
 
 @pytest.fixture(scope="session")

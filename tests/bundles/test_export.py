@@ -1,8 +1,9 @@
 """Model-zoo export (``mlm.bundle.export``, ``scripts/export_bundle.py``).
 
-The end-to-end tests export ``scn_ceph`` and ``scn_spine_ct`` trained for two iterations (conftest.py), then run the
-exported bundle in a virtual environment that has MONAI and the bundle's packages but not this project, and pass it
-through the model zoo's own checks (``zoo_checks.py``, reimplemented from the zoo's ``ci/``).
+The end-to-end tests export the bundles trained for a few iterations (conftest.py; :data:`CASES`, among them one
+domain of ``gu2net_universal``: a single-domain GU2Net and the universal model's hand domain), then run the exported
+bundle in a virtual environment that has MONAI and the bundle's packages but not this project, and pass it through
+the model zoo's own checks (``zoo_checks.py``, reimplemented from the zoo's ``ci/``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -26,11 +28,13 @@ from _bundle_runs import (
     BUNDLES,
     CEPH_TINY,
     FARNET_TINY,
+    GU2NET_TINY,
     HAND_MRI_TINY,
     HAND_XRAY_TINY,
     MTUNET_TINY,
     SPINE_TINY,
     clean_env,
+    gu2net_domains,
 )
 
 from mlm.bundle.export import DEFAULT_DATASET_DIR, ExportError, export_bundle, network_state_dict
@@ -49,19 +53,59 @@ from mlm.bundle.zoo_configs import (
     prune_unreferenced,
     unvalidated_tail,
 )
+from mlm.bundle.zoo_domains import DOMAIN_ITEMS, domain_selection, domain_state_dict, freeze_domain
 from mlm.bundle.zoo_metadata import MetadataError, eval_metrics_from_report, required_packages, validate_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL_SCHEMA = REPO.parent / "shared" / "zoo" / "meta_schema_20240725.json"
-ALL_BUNDLES = ("scn_ceph", "scn_spine_ct", "scn_hand_xray", "scn_hand_mri", "mtunet_ceph", "farnet_ceph")
-#: bundle -> (phantom fixture, trained-run fixture, tiny-geometry overrides of the training run)
+ALL_BUNDLES = (
+    "scn_ceph",
+    "scn_spine_ct",
+    "scn_hand_xray",
+    "scn_hand_mri",
+    "mtunet_ceph",
+    "farnet_ceph",
+    "gu2net_universal",
+)
+
+
+class Case(NamedTuple):
+    """An end-to-end export: the repository bundle, its phantom fixture, its trained-run fixture, the overrides of
+    the run (tiny geometry) and the overlays of the export and of the source bundle's runs (those of the training;
+    for a universal model's domain ``domain.yaml`` with ``--universal true``)."""
+
+    bundle: str
+    data: str
+    run: str
+    tiny: list[str]
+    configs: tuple[str, ...] = ("cpu.yaml",)
+
+
+#: the domain of gu2net_universal's universal model that the export predicts (not domain 0: its weights are moved)
+UNIVERSAL_DOMAIN, UNIVERSAL_INDEX = "hand", 1
+#: case -> export (the bundle's name for one export per bundle)
 CASES = {
-    "scn_ceph": ("ceph_data", "ceph_trained", CEPH_TINY),
-    "scn_spine_ct": ("spine_data", "spine_trained", [*SPINE_TINY, "--sigma", "1.0"]),
-    "scn_hand_xray": ("hand_xray_data", "hand_xray_trained", HAND_XRAY_TINY),
-    "scn_hand_mri": ("hand_mri_data", "hand_mri_trained", [*HAND_MRI_TINY, "--sigma", "1.0"]),
-    "mtunet_ceph": ("ceph_data", "mtunet_trained", MTUNET_TINY),
-    "farnet_ceph": ("ceph_data", "farnet_trained", FARNET_TINY),
+    "scn_ceph": Case("scn_ceph", "ceph_data", "ceph_trained", CEPH_TINY),
+    "scn_spine_ct": Case("scn_spine_ct", "spine_data", "spine_trained", [*SPINE_TINY, "--sigma", "1.0"]),
+    "scn_hand_xray": Case("scn_hand_xray", "hand_xray_data", "hand_xray_trained", HAND_XRAY_TINY),
+    "scn_hand_mri": Case("scn_hand_mri", "hand_mri_data", "hand_mri_trained", [*HAND_MRI_TINY, "--sigma", "1.0"]),
+    "mtunet_ceph": Case("mtunet_ceph", "ceph_data", "mtunet_trained", MTUNET_TINY),
+    "farnet_ceph": Case("farnet_ceph", "ceph_data", "farnet_trained", FARNET_TINY),
+    # a single-domain GU2Net (domain.yaml, the head domain) and one domain of the universal model
+    "gu2net_head": Case(
+        "gu2net_universal",
+        "ceph_data",
+        "gu2net_head_trained",
+        ["--domain", "head", "--patch_size", "[32,32]", *GU2NET_TINY],
+        ("cpu.yaml", "domain.yaml"),
+    ),
+    "gu2net_universal_hand": Case(
+        "gu2net_universal",
+        "hand_xray_data",
+        "gu2net_universal_trained",
+        [*gu2net_domains(), *GU2NET_TINY, "--domain", UNIVERSAL_DOMAIN, "--universal", "true"],
+        ("cpu.yaml", "domain.yaml"),
+    ),
 }
 #: largest difference of predicted coordinates (mm) between the exported and the source bundle
 POINT_TOLERANCE_MM = 1e-6
@@ -322,6 +366,49 @@ def test_vendored_code_follows_imports_and_imports_nothing_from_the_original(tmp
         vendor_modules(modules, tmp_path / "out2", dirs)
 
 
+def _gu2net_configs(*overlays: str, base: tuple[str, ...] = ("inference.yaml", "evaluate.yaml"), **overrides) -> dict:
+    cfg = BUNDLES / "gu2net_universal" / "configs"
+    return merge_configs([cfg / c for c in [*base, *overlays]], overrides, root=cfg.parent)
+
+
+def test_one_domain_of_gu2net_universal_is_written_as_plain_values():
+    """domain.yaml's items (what depends on the domain selected) become the domain's values: a single-domain
+    config without domains.yaml, whichever model (universal or not) the selection names."""
+    config = _gu2net_configs("cpu.yaml", "domain.yaml", domain="hand", universal=True)
+    selection = domain_selection(config)
+    assert (selection.name, selection.index, selection.universal) == ("hand", 1, True)
+    assert len(selection.facts["landmark_names"]) == 37
+    frozen = freeze_domain(config)
+    kept = prune_unreferenced(frozen, keep=["network_def", "evaluator", "geometry_domain", "radii"])
+    assert not DOMAIN_ITEMS & set(kept)
+    assert (frozen["pixdim"], frozen["patch_size"], frozen["resize_mode"]) == (-1.0, [192, 256], "fit")
+    assert (frozen["radii"], frozen["normalize_pair"]) == ([2.0, 4.0, 10.0], [1, 5])  # the hand's evaluation
+    assert frozen["num_landmarks"]["default_names"] == selection.facts["landmark_names"]
+    assert frozen["geometry_domain"] is None and frozen["universal"] is False
+    assert (frozen["network_def"]["domain"], frozen["network_def"]["domain_landmarks"]) == (0, None)
+    assert domain_selection(_gu2net_configs("cpu.yaml")) is None  # facts.yaml's head domain: nothing to select
+    with pytest.raises(ValueError, match="universal.yaml trains one model on every domain"):
+        domain_selection(_gu2net_configs("cpu.yaml", "universal.yaml", base=("train.yaml",)))
+
+
+def test_a_universal_models_domain_weights_make_a_single_domain_network():
+    from mlm.networks.gu2net import GU2Net
+
+    torch.manual_seed(0)
+    universal, single = GU2Net(2, 1, [3, 5, 2], num_filters=4).eval(), GU2Net(2, 1, [5], num_filters=4).eval()
+    with torch.no_grad():  # per-domain norms that differ between the domains
+        for name, buffer in universal.named_buffers():
+            if "running" in name:
+                buffer.uniform_(0.5, 1.5)
+    single.load_state_dict(domain_state_dict(universal, 1), strict=True)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(single(x), universal(x, domain=1))
+        assert not torch.equal(single(x)[:, :3], universal(x, domain=0))
+    with pytest.raises(ValueError, match="3 domains, domain 3"):
+        domain_state_dict(universal, 3)
+
+
 def test_network_state_dict_of_a_training_checkpoint_or_a_plain_one():
     w = {"conv.weight": torch.ones(1)}
     assert network_state_dict({"model": w, "optimizer": {"state": {}}}) == w
@@ -360,36 +447,37 @@ def _run_source_bundle(bundle: str, configs: list[str], overrides: dict) -> None
 
 @pytest.fixture(scope="module", params=sorted(CASES))
 def exported(request, tmp_path_factory) -> SimpleNamespace:
-    """A bundle trained for two iterations, evaluated, run for reference predictions and exported."""
-    bundle = request.param
-    data_fixture, run_fixture, tiny = CASES[bundle]
-    data, run = request.getfixturevalue(data_fixture), request.getfixturevalue(run_fixture)
-    tiny = overrides_of(tiny)
-    root = tmp_path_factory.mktemp(f"export_{bundle}")
+    """A bundle trained for a few iterations, evaluated, run for reference predictions and exported."""
+    case = CASES[request.param]
+    bundle, configs = case.bundle, list(case.configs)
+    data, run = request.getfixturevalue(case.data), request.getfixturevalue(case.run)
+    tiny = overrides_of(case.tiny)
+    root = tmp_path_factory.mktemp(f"export_{request.param}")
     checkpoint = run / "models" / "model.pt"
     common = {**tiny, "dataset_dir": str(data), "ckpt_path": str(checkpoint)}
     _run_source_bundle(
-        bundle, ["inference.yaml", "evaluate.yaml", "cpu.yaml"], {**common, "output_dir": str(root / "eval")}
+        bundle, ["inference.yaml", "evaluate.yaml", *configs], {**common, "output_dir": str(root / "eval")}
     )
     reference = {**common, "output_dir": str(root / "reference"), "infer_split": "training", "max_items": 2}
-    _run_source_bundle(bundle, ["inference.yaml", "cpu.yaml"], reference)
+    _run_source_bundle(bundle, ["inference.yaml", *configs], reference)
     result = export_bundle(
         bundle,
         checkpoint,
         root / bundle,
-        configs=["cpu.yaml"],
+        configs=configs,
         overrides=tiny,
         eval_report=root / "eval" / "metrics.json",
         url=f"https://example.org/{bundle}/model.pt",
     )
-    return SimpleNamespace(bundle=bundle, path=result.path, result=result, data=data, checkpoint=checkpoint, root=root)
+    return SimpleNamespace(
+        bundle=bundle, case=case, path=result.path, result=result, data=data, checkpoint=checkpoint, root=root
+    )
 
 
 def _points(prediction: dict) -> torch.Tensor:
-    return torch.tensor(
-        [[math.nan] * len(prediction["voxel_points"][0]) if p is None else p for p in prediction["points"]],
-        dtype=torch.float64,
-    )
+    """The predicted points, NaN for a missing one (the first one may be: a tiny model predicts in the padding)."""
+    dims = max((len(p) for p in prediction["points"] if p is not None), default=3)
+    return torch.tensor([[math.nan] * dims if p is None else p for p in prediction["points"]], dtype=torch.float64)
 
 
 @pytest.mark.slow
@@ -454,15 +542,23 @@ def test_exported_bundle_is_self_contained(exported):
     # weights: the training checkpoint's network entry, as a plain state dict
     state = torch.load(path / "models" / "model.pt", weights_only=True)
     trained = torch.load(exported.checkpoint, weights_only=True)["model"]
-    assert state.keys() == trained.keys() and all(torch.equal(state[k], trained[k]) for k in state)
+    if "--universal" in exported.case.tiny:
+        # a universal model's domain: the shared layers and the domain's own, moved to index 0 of the per-domain lists
+        for key, value in state.items():
+            moved = [key[: m.start()] + f".{UNIVERSAL_INDEX}." + key[m.end() :] for m in re.finditer(r"\.0\.", key)]
+            assert any(k in trained and torch.equal(trained[k], value) for k in [key, *moved]), key
+        assert len(state) < len(trained)
+    else:
+        assert state.keys() == trained.keys() and all(torch.equal(state[k], trained[k]) for k in state)
     # the bundle's overlays as overlays of the exported configs; one stage without refine_checkpoint
     stages = ["refine", "train_sat", "train_amat", "attack", "robustness"]
     assert exported.result.configs == ["train", "inference", "evaluate", "multi_gpu_train", *stages]
     assert not (path / "models" / "refine.pt").exists() and not (path / "configs" / "refine_inference.yaml").exists()
-    # configs name the vendored code only, and no folder of this repository
+    # configs name the vendored code only, and no folder of this repository (nor gu2net_universal's domains)
     for name in exported.result.configs:
         text = (path / "configs" / f"{name}.yaml").read_text(encoding="utf-8")
         assert config_references(yaml.safe_load(text)) == set() and "../../" not in text
+        assert not DOMAIN_ITEMS & {re.split(r"::|#", k.lstrip("+"))[0] for k in yaml.safe_load(text)}
     assert (
         yaml.safe_load((path / "configs" / "inference.yaml").read_text(encoding="utf-8"))["dataset_dir"]
         == DEFAULT_DATASET_DIR
@@ -473,6 +569,11 @@ def test_exported_bundle_is_self_contained(exported):
         )
     # metadata: the evaluation report's numbers
     meta = json.loads((path / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    if exported.bundle == "gu2net_universal":  # the exported domain's heatmaps, one per landmark
+        output = next(iter(meta["network_data_format"]["outputs"].values()))
+        reference = next((exported.root / "reference" / "predictions").glob("*_landmarks.json"))
+        names = json.loads(reference.read_text(encoding="utf-8"))["names"]
+        assert output["num_channels"] == len(names) and output["channel_def"]["0"] == f"{names[0]} heatmap"
     report = json.loads((exported.root / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert meta["eval_metrics"]["mean_point_error_mm"] == report["pe_mean"]
     assert meta["eval_metrics"] == eval_metrics_from_report(report)
@@ -511,3 +612,22 @@ def test_export_refuses_a_checkpoint_of_another_network_and_an_existing_folder(c
             "scn_ceph", ceph_trained / "models" / "model.pt", tmp_path / "b", ["cpu.yaml"], tiny, overwrite=True
         )
     assert (tmp_path / "b" / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+@pytest.mark.slow
+def test_export_refuses_the_universal_training_and_a_checkpoint_of_the_other_kind(
+    gu2net_universal_trained, gu2net_head_trained, tmp_path
+):
+    """A model-zoo bundle predicts one domain of gu2net_universal: the universal model's training configs are
+    refused, and so is a universal checkpoint exported as a single-domain model, or the reverse."""
+    universal, head = (run / "models" / "model.pt" for run in (gu2net_universal_trained, gu2net_head_trained))
+    tiny = overrides_of([*gu2net_domains(), *GU2NET_TINY])
+    with pytest.raises(ExportError, match=r"universal.yaml trains one model on every domain.*domain.yaml"):
+        export_bundle("gu2net_universal", universal, tmp_path / "a", ["cpu.yaml", "universal.yaml"], tiny)
+    with pytest.raises(ExportError, match=r"universal model of the domains \['head', 'hand', 'chest'\]"):
+        export_bundle("gu2net_universal", universal, tmp_path / "b", ["cpu.yaml", "domain.yaml"], tiny)
+    with pytest.raises(ExportError, match="single-domain model, not a universal one"):
+        export_bundle(
+            "gu2net_universal", head, tmp_path / "c", ["cpu.yaml", "domain.yaml"], {**tiny, "universal": True}
+        )
+    assert not any(tmp_path.iterdir())

@@ -8,30 +8,23 @@ import json
 
 import pytest
 import torch
-from _bundle_runs import bundle_parser, check, run_bundle
-
-#: every domain on its tiny phantom, fitted into 32x32
-TINY = ["--num_filters", "4", "--num_workers", "0", "--batch_size", "2"]
+from _bundle_runs import GU2NET_TINY as TINY
+from _bundle_runs import bundle_parser, check, gu2net_domains, run_bundle
 
 
 def _domains(ceph, hand, chest) -> list[str]:
-    sizes = {"cpu": {"patch_size": [32, 32]}}
-    dirs = {"head": ceph, "hand": hand, "chest": chest}
-    return ["--domain_overrides", repr({k: {"dataset_dir": str(v), **sizes} for k, v in dirs.items()})]
+    """Every domain on its tiny phantom, fitted into 32x32."""
+    return gu2net_domains(head=ceph, hand=hand, chest=chest)
 
 
 @pytest.fixture(scope="module")
-def universal_run(ceph_data, hand_xray_data, chest_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("gu2net_universal")
-    args = _domains(ceph_data, hand_xray_data, chest_data) + TINY
-    args += ["--num_iterations", "4", "--val_interval", "2", "--ckpt_dir", str(out / "models")]
-    args += ["--output_dir", str(out / "eval")]
-    result = check(run_bundle("gu2net_universal", ["train.yaml", "cpu.yaml", "universal.yaml"], args))
-    return out, result
+def universal_run(gu2net_universal_trained):
+    """The universal model trained for four iterations on the three phantoms (conftest.py) and its training log."""
+    return gu2net_universal_trained, (gu2net_universal_trained / "train.log").read_text(encoding="utf-8")
 
 
 def test_universal_model_trains_on_three_domains(universal_run):
-    out, result = universal_run
+    out, log = universal_run
     ckpt = torch.load(out / "models" / "model.pt", weights_only=False)
     assert list(ckpt["geometry"]["domains"]) == ["head", "hand", "chest"]
     assert ckpt["geometry"]["domains"]["hand"]["preprocessed_size"] == [32, 32]
@@ -42,7 +35,7 @@ def test_universal_model_trains_on_three_domains(universal_run):
     assert sorted(heads.values()) == [6, 19, 37], heads
     # the stream of one-domain blocks: 4 iterations x batch 2 samples of the 4 + 4 + 4 training images
     assert ckpt["data"]["sizes"] == [4, 4, 4] and ckpt["data"]["batch_size"] == 2 and ckpt["data"]["samples"] == 8
-    assert "val_mre" in result.stdout + result.stderr
+    assert "val_mre" in log
 
 
 def test_universal_model_predicts_one_domain(universal_run, ceph_data, hand_xray_data, chest_data, tmp_path):
