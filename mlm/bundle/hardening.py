@@ -143,7 +143,9 @@ def run_hardening(
     # the comparison (scripts/compare_robustness.py), every model on the same test images
     from importlib import import_module
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    scripts = str(Path(__file__).resolve().parents[2] / "scripts")
+    if scripts not in sys.path:  # once per process, however often the protocol runs
+        sys.path.insert(0, scripts)
     compare = import_module("compare_robustness")
     argv = ["--bundle", bundle, "--out", str(out / "robustness"), "--dataset_dir", str(dataset_dir)]
     argv += ["--infer_split", test_split, "--reuse"]

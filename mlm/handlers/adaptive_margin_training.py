@@ -293,7 +293,7 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
             for eps in sorted({m for m, ok in zip(margins, clean_ok.tolist()) if ok}):
                 idx = [i for i in range(batch_size) if clean_ok[i] and margins[i] == eps]
                 adversarial[idx], found = self._attack_group(
-                    engine, module, clean, goals, present, clean_out, targets, idx, ids, eps
+                    engine, module, clean, goals, present, clean_out, targets, clean_terms, idx, ids, eps
                 )
                 boundary.update(found)
         updates = {}
@@ -319,6 +319,7 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
         present: torch.Tensor,
         clean_out: torch.Tensor,
         targets: dict[str, torch.Tensor],
+        clean_terms: torch.Tensor,
         idx: list[int],
         ids: Sequence[str],
         eps: float,
@@ -327,15 +328,8 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
         became wrong, ``{batch index: boundary estimate}``."""
         x0 = clean[idx]
         sub_present = present[idx]
-
-        def targets_of(rows: list[int]) -> dict[str, torch.Tensor]:
-            return {k: v[rows] for k, v in targets.items()}
-
         first_wrong: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}
-        previous = {
-            "x": x0,
-            "terms": self.terms(self.objective.per_landmark_losses(clean_out[idx], targets_of(idx)), sub_present),
-        }
+        previous = {"x": x0, "terms": clean_terms[idx]}  # the clean check's terms: the iterate before the first
 
         def watch(step: AttackStep) -> None:
             terms = self.terms(step.losses, sub_present)
@@ -364,7 +358,7 @@ class AdaptiveMarginTrainingHandler(AdversarialTrainingHandler):
             fraction = fraction.view(-1, *([1] * (lo.ndim - 1)))
             if self.refine_steps == 0:
                 hi = lo + fraction * (hi - lo)
-            sub_targets = targets_of([idx[j] for j in js])
+            sub_targets = {k: v[idx][js] for k, v in targets.items()}
             sub_mask = sub_present[js]
             with self.frozen(module), torch.no_grad():
                 for _ in range(self.refine_steps):

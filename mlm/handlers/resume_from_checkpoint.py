@@ -143,14 +143,7 @@ class ResumeFromCheckpoint:
             DataPosition(engine).restart()
             return
         path, ckpt = found
-        check_checkpoint_compatible(path, self.load_dict, ckpt)
-        if self.geometry is not None:
-            try:
-                self.geometry.load_state_dict(checkpoint_geometry(ckpt))
-            except ValueError as e:
-                raise ValueError(f"{path}: {e} To train on the new geometry, use another ckpt_dir.") from None
-        for key, obj in self.load_dict.items():
-            (obj.module if isinstance(obj, nn.parallel.DistributedDataParallel) else obj).load_state_dict(ckpt[key])
+        self._load(path, ckpt, self.load_dict, f"{path}: ", " To train on the new geometry, use another ckpt_dir.")
         if self.engine_key is not None:
             self._restore_engine(engine, ckpt[self.engine_key], max_epochs, epoch_length)
         if self.data_key is not None and ckpt.get(self.data_key):
@@ -175,16 +168,20 @@ class ResumeFromCheckpoint:
         wanted = {k: self.load_dict[k] for k in self.init_keys if k in ckpt}
         if "model" in self.init_keys and "model" not in wanted:
             raise ValueError(f"init checkpoint {path} holds no network weights (it holds {sorted(ckpt)}).")
-        check_checkpoint_compatible(path, wanted, ckpt)
-        recorded = checkpoint_geometry(ckpt)
-        if self.geometry is not None and recorded is not None:
-            try:
-                self.geometry.load_state_dict(recorded)
-            except ValueError as e:
-                raise ValueError(f"init checkpoint {path}: {e}") from None
-        for key, obj in wanted.items():
-            (obj.module if isinstance(obj, nn.parallel.DistributedDataParallel) else obj).load_state_dict(ckpt[key])
+        self._load(path, ckpt, wanted, f"init checkpoint {path}: ")
         return list(wanted)
+
+    def _load(self, path: str, ckpt: dict, objects: dict, prefix: str, advice: str = "") -> None:
+        """Check that ``objects`` fit ``ckpt`` (network) and that its recorded geometry is this run's (a geometry
+        error reads ``prefix + reason + advice``), then load each object's entry (a DDP module's inner module)."""
+        check_checkpoint_compatible(path, objects, ckpt)
+        if self.geometry is not None:
+            try:
+                self.geometry.load_state_dict(checkpoint_geometry(ckpt))
+            except ValueError as e:
+                raise ValueError(f"{prefix}{e}{advice}") from None
+        for key, obj in objects.items():
+            (obj.module if isinstance(obj, nn.parallel.DistributedDataParallel) else obj).load_state_dict(ckpt[key])
 
     def _restore_engine(self, engine: Engine, state: dict, max_epochs: int | None, epoch_length: int | None) -> None:
         """Load the trainer's counters, then keep this run's ``max_epochs``/``epoch_length`` (logged if they changed)."""
