@@ -4,6 +4,8 @@ The layers (docs/architecture.md, "Layering"), each importing only from its own 
 
     transforms  <-  mlm core  <-  mlm.data  <-  mlm.bundle  <-  mlm.handlers, mlm.protocols
 
+Neither package imports the repository's ``scripts/`` (command-line wrappers over them), not even lazily.
+
 The static checks read every module's module-level imports from its source (imports inside functions are not
 edges: they run later, when every module is loaded); the runtime check imports each module first, with no other
 module of the project loaded, in one subprocess.
@@ -178,6 +180,54 @@ def test_transforms_never_imports_mlm_not_even_inside_a_function():
                 f"{path.relative_to(REPO)}:{node.lineno} imports {t}" for t in targets if t.split(".")[0] == "mlm"
             ]
     assert not found, "\n".join(found)
+
+
+def script_imports(root: Path = REPO, packages: tuple[str, ...] = PACKAGES) -> list[str]:
+    """``file:line imports NAME`` for every import of the repository's ``scripts/`` by a module of ``packages``,
+    anywhere in the module (also inside a function): ``import compare_robustness`` / ``from scripts import ...``, or
+    ``importlib.import_module("compare_robustness")`` / ``__import__(...)`` with the name as a string literal (the
+    form that needs ``scripts/`` on ``sys.path``)."""
+    names = {"scripts"} | {path.stem for path in (root / "scripts").glob("*.py")}
+    found = []
+    for path, _ in project_modules(root, packages).values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                targets = [node.module or ""]
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                if func in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                    targets = [node.args[0].value]
+            found += [
+                f"{path.relative_to(root)}:{node.lineno} imports {t}" for t in targets if t.split(".")[0] in names
+            ]
+    return found
+
+
+def test_the_library_never_imports_a_script():
+    """Layering: ``scripts/`` are command-line wrappers over ``mlm`` and ``transforms``, never the other way round
+    (a script's logic the library needs belongs in the library, e.g. ``mlm.bundle.robustness_comparison``)."""
+    found = script_imports()
+    assert not found, "\n".join(found)
+
+
+def test_the_script_import_check_finds_lazy_imports(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "tool.py").write_text("", encoding="utf-8")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "__init__.py").write_text("import json\n", encoding="utf-8")
+    (tmp_path / "lib" / "a.py").write_text(
+        "from importlib import import_module\n\n\ndef f():\n    import tool\n    return import_module('tool')\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "lib" / "b.py").write_text("from scripts.tool import main\n", encoding="utf-8")
+    assert script_imports(tmp_path, ("lib",)) == [
+        "lib/a.py:5 imports tool",
+        "lib/a.py:6 imports tool",
+        "lib/b.py:1 imports scripts.tool",
+    ]
 
 
 _IMPORT_EACH = r"""

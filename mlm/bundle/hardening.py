@@ -8,22 +8,23 @@ and from the same weights (``--init_ckpt``, ``configs/train.yaml``):
 - ``amat``: adaptive-margin adversarial training (``configs/train_amat.yaml``) up to ``max_margin``;
 
 all with the same PGD steps, then evaluates every model with the bundle's ``robustness`` overlay (untargeted L2 PGD
-at each noise level, ``scripts/compare_robustness.py``) on one test split, and checks the issue's bars
-(:func:`hardening_bars`): AMAT's mean MRE over the noise levels is at most the best SAT's, and AMAT's clean MRE is
-within 5% of standard training's. Every step is skipped when its result exists (a finished fine-tuning has its
-``done.json``; a resumed fine-tuning continues from its checkpoint), so the protocol runs in legs.
+at each noise level, :func:`mlm.bundle.robustness_comparison.compare_robustness`) on one test split, and checks the
+issue's bars (:func:`hardening_bars`): AMAT's mean MRE over the noise levels is at most the best SAT's, and AMAT's
+clean MRE is within 5% of standard training's. Every step is skipped when its result exists (a finished fine-tuning
+has its ``done.json``; a resumed fine-tuning continues from its checkpoint, a model's robustness report is reused),
+so the protocol runs in legs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mlm.bundle.launch import run_bundle_step
+from mlm.bundle.robustness_comparison import compare_robustness
 from transforms.io.atomic import atomic_write_text
 
 __all__ = ["hardening_bars", "hardening_models", "run_hardening"]
@@ -105,14 +106,17 @@ def run_hardening(
 
     Returns:
         the content of ``hardening.json``.
-    """
-    import sys
 
+    Raises:
+        FileNotFoundError: ``init_ckpt`` does not exist.
+        RuntimeError: a fine-tuning or a robustness run failed.
+    """
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     init_ckpt = Path(init_ckpt).expanduser().resolve()
     if not init_ckpt.is_file():
         raise FileNotFoundError(f"run_hardening: the trained model {init_ckpt} does not exist.")
+    data = Path(dataset_dir).expanduser().resolve()
     env = {"OMP_NUM_THREADS": str(threads)} if threads else None
     base = ["train.yaml"] + (["cpu.yaml"] if cpu else [])
     minutes: dict[str, float] = {}
@@ -126,7 +130,7 @@ def run_hardening(
             minutes[name] = json.loads(done.read_text(encoding="utf-8"))["minutes"]
             continue
         args = [
-            "--dataset_dir", str(Path(dataset_dir).expanduser().resolve()),
+            "--dataset_dir", str(data),
             "--init_ckpt", str(init_ckpt),
             "--ckpt_dir", str(folder / "models"),
             "--output_dir", str(folder / "eval"),
@@ -140,38 +144,25 @@ def run_hardening(
         run_bundle_step(bundle, base + ([overlay] if overlay else []), args, folder / "train.log", env=env)
         minutes[name] = (time.perf_counter() - t0) / 60.0
         atomic_write_text(done, json.dumps({"minutes": minutes[name], "args": args}, indent=1))
-    # the comparison (scripts/compare_robustness.py), every model on the same test images
-    from importlib import import_module
-
-    scripts = str(Path(__file__).resolve().parents[2] / "scripts")
-    if scripts not in sys.path:  # once per process, however often the protocol runs
-        sys.path.insert(0, scripts)
-    compare = import_module("compare_robustness")
-    argv = ["--bundle", bundle, "--out", str(out / "robustness"), "--dataset_dir", str(dataset_dir)]
-    argv += ["--infer_split", test_split, "--reuse"]
-    argv += [arg for name, ckpt in checkpoints.items() for arg in ("--model", f"{name}={ckpt}")]
+    # the comparison (mlm.bundle.robustness_comparison), every model on the same test images
     if levels is not None:  # level 0 (the clean MRE) is always measured
         levels = sorted({0.0, *(float(v) for v in levels)})
-        argv += ["--levels", ",".join(f"{v:g}" for v in levels)]
-    if robustness_iterations is not None:
-        argv += ["--iterations", str(int(robustness_iterations))]
-    if max_items is not None:
-        argv += ["--max_items", str(int(max_items))]
-    if not cpu:
-        argv += ["--no_cpu"]
-    if extra:
-        argv += ["--extra", shlex.join(map(str, extra))]
-    if threads:
-        argv += ["--threads", str(threads)]
-    if compare.main(argv) != 0:
-        raise RuntimeError(f"run_hardening: the robustness comparison failed (see {out / 'robustness'}).")
-    mean_mre, clean_mre = {}, {}
-    for name in checkpoints:
-        rows = json.loads((out / "robustness" / name / "robustness" / "robustness.json").read_text(encoding="utf-8"))
-        rows = rows["rows"]
-        mean_mre[name] = sum(r["mre"] for r in rows) / len(rows)
-        clean = [r["mre"] for r in rows if float(r["eps"]) == 0.0]
-        clean_mre[name] = clean[0] if clean else float("nan")
+    comparison = compare_robustness(
+        bundle,
+        checkpoints,
+        out / "robustness",
+        dataset_dir=data,
+        infer_split=test_split,
+        levels=levels,
+        iterations=robustness_iterations,
+        max_items=max_items,
+        cpu=cpu,
+        extra=[str(arg) for arg in extra],
+        threads=threads,
+        reuse=True,
+    )
+    mean_mre = comparison["mean_mre"]
+    clean_mre = {name: comparison["clean_mre"].get(name, float("nan")) for name in checkpoints}
     summary = {
         "bundle": bundle,
         "init_ckpt": str(init_ckpt),

@@ -5,12 +5,13 @@ robustness overlays, --init_ckpt) are tested in tests/bundles/test_adversarial_t
 from __future__ import annotations
 
 import json
-import sys
+import subprocess
 from pathlib import Path
 
 import pytest
 
 import mlm.bundle.hardening as hardening
+import mlm.bundle.robustness_comparison as robustness_comparison
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,21 +39,18 @@ def test_run_hardening_fine_tunes_every_model_alike_from_the_checkpoint_and_skip
         (ckpt / "model.pt").write_bytes(b"tuned")
         return "cmd"
 
-    def fake_compare(argv):
-        compared.append(argv)
-        out = Path(argv[argv.index("--out") + 1])
+    def fake_robustness_run(bundle, configs, args, env=None):  # the bundle's robustness overlay on one model
+        compared.append((list(configs), list(args), env))
+        run_dir = Path(args[args.index("--output_dir") + 1])
         errors = {"standard": (2.0, 9.0), "sat_eps1": (2.2, 5.0), "sat_eps2": (2.5, 4.5), "amat": (2.05, 4.0)}
-        for name, (clean, attacked) in errors.items():
-            folder = out / name / "robustness"
-            folder.mkdir(parents=True, exist_ok=True)
-            rows = [{"eps": 0.0, "mre": clean}, {"eps": 2.0, "mre": attacked}]
-            (folder / "robustness.json").write_text(json.dumps({"rows": rows}), encoding="utf-8")
-        (out / "robustness_comparison.md").write_text("table", encoding="utf-8")
-        return 0
+        clean, attacked = errors[run_dir.name]
+        (run_dir / "robustness").mkdir(parents=True)
+        rows = [{"eps": 0.0, "mre": clean, "sdr_2": 0.5}, {"eps": 2.0, "mre": attacked, "sdr_2": 0.1}]
+        (run_dir / "robustness" / "robustness.json").write_text(json.dumps({"rows": rows}), encoding="utf-8")
+        return subprocess.CompletedProcess(args, 0, "", "")
 
     monkeypatch.setattr(hardening, "run_bundle_step", fake_step)
-    monkeypatch.setitem(sys.modules, "compare_robustness", type(sys)("compare_robustness"))
-    sys.modules["compare_robustness"].main = fake_compare
+    monkeypatch.setattr(robustness_comparison, "run_bundle", fake_robustness_run)
     settings = {
         "iterations": 7,
         "val_interval": 7,
@@ -72,12 +70,20 @@ def test_run_hardening_fine_tunes_every_model_alike_from_the_checkpoint_and_skip
         assert args[args.index("--num_iterations") + 1] == "7" and args[-2:] == ["--num_filters", "4"]
         assert ("--adversarial_iterations" in args) == (args is not calls[0][2])
     assert [c[2][c[2].index("--adversarial_eps") + 1] for c in calls[1:3]] == ["1", "2"]
-    assert "--reuse" in compared[0] and compared[0][compared[0].index("--levels") + 1] == "0,2"  # clean level added
+    assert [c[0] for c in compared] == [["inference.yaml", "evaluate.yaml", "cpu.yaml", "robustness.yaml"]] * 4
+    for _, args, env in compared:  # every model attacked alike, on the same split, with the clean level added
+        assert args[args.index("--robustness_levels") + 1] == "[0,2]" and args[:2] == ["--num_filters", "4"]
+        assert args[args.index("--dataset_dir") + 1] == str((tmp_path / "data").resolve())
+        assert args[args.index("--infer_split") + 1] == "test1" and env is None  # threads inherited
+    assert [Path(c[1][c[1].index("--ckpt_path") + 1]).parent.parent.name for c in compared] == list(
+        summary["clean_mre"]
+    )
+    assert (tmp_path / "out" / "robustness" / "robustness_comparison.md").is_file()
     assert summary["mean_mre_over_levels"]["amat"] == pytest.approx(3.025)
     assert [b["passed"] for b in summary["bars"]] == [True, True]
     # a re-run fine-tunes nothing again and rewrites the same summary
     again = hardening.run_hardening("mtunet_ceph", init, tmp_path / "data", tmp_path / "out", **settings)
-    assert len(calls) == 4 and again["bars"] == summary["bars"]
+    assert len(calls) == 4 and len(compared) == 4 and again["bars"] == summary["bars"]  # the reports are reused
     assert json.loads((tmp_path / "out" / "hardening.json").read_text(encoding="utf-8"))["clean_mre"]["amat"] == 2.05
     with pytest.raises(FileNotFoundError, match="does not exist"):
         hardening.run_hardening("mtunet_ceph", tmp_path / "missing.pt", tmp_path, tmp_path / "o2")
