@@ -80,7 +80,8 @@ def bundle_command(configs: Sequence[str], overrides: Sequence[str] = (), torchr
     """
     launcher = [sys.executable, "-m"]
     if torchrun:
-        launcher += ["torch.distributed.run", f"--nproc_per_node={torchrun}", "--master_port=29517", "-m"]
+        # --standalone: a free local port per launch (two launches at once, e.g. parallel tests, do not collide)
+        launcher += ["torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc_per_node={torchrun}", "-m"]
     return launcher + ["monai.bundle", "run", "--config_file", config_list(configs), *[str(o) for o in overrides]]
 
 

@@ -13,7 +13,10 @@ def test_bundle_command_merges_configs_in_order_and_passes_overrides():
     assert cmd[:4] == [sys.executable, "-m", "monai.bundle", "run"]
     assert cmd[4:] == ["--config_file", "['configs/train.yaml','configs/cpu.yaml']", "--seed", "3"]
     ddp = bundle_command(["train.yaml"], torchrun=2)
-    assert ddp[2:4] == ["torch.distributed.run", "--nproc_per_node=2"] and ddp[-3:-1] == ["run", "--config_file"]
+    assert ddp[2:6] == ["torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"] and ddp[-3:-1] == [
+        "run",
+        "--config_file",
+    ]
 
 
 def test_existing_phantom_is_reused_and_a_different_size_is_reported(tmp_path, capsys):
