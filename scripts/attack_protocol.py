@@ -25,7 +25,10 @@ Example (ISBI 2015 Test1 prepared by scripts/prepare_dataset.py; a CPU-sized run
         --max-images 5 --iterations 50 [--eps 2 4 8 16] [--strict]
 
 Each ``--model BUNDLE CKPT [KEY=VALUE ...]`` may carry its own config overrides (e.g. ``num_filters=32``); ``--set
-KEY=VALUE`` applies to every model. ``--no-cpu`` leaves out ``cpu.yaml`` (a paper-sized model).
+KEY=VALUE`` applies to every model. ``--no-cpu`` leaves out ``cpu.yaml`` (a paper-sized model). ``--reuse`` keeps
+every finished run whose report has the same method, iterations, eps, seed, checkpoint and image count: an interrupted
+protocol resumes, and TI and ATI can run in two processes (``--methods ti`` / ``--methods ati``, one core each) before
+one ``--reuse`` call writes the tables and bars.
 """
 
 from __future__ import annotations
@@ -76,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stationary-fraction", type=float, default=0.9, help="bar: share of the clean stationary SDR")
     p.add_argument("--no-cpu", action="store_true", help="leave out configs/cpu.yaml")
     p.add_argument("--strict", action="store_true", help="exit with 1 when a bar fails")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a run's existing report when its settings match (an interrupted protocol resumes; TI and ATI may "
+        "run in two processes with --methods, then one --reuse call writes the tables)",
+    )
     add_overrides_argument(p, help="a config override of every model's run (repeat as needed)")
     return p
 
@@ -89,6 +98,28 @@ def run_attack(bundle: str, configs: list[str], overrides: dict, output_dir: Pat
     parser.get_parsed_content("initialize")
     parser.get_parsed_content("run")
     return json.loads((output_dir / "attack_metrics.json").read_text(encoding="utf-8"))
+
+
+#: the settings a reused report must share with the run asked for (attack_metrics.json "settings" keys)
+_REUSE_KEYS = {"attack_method": "method", "attack_iterations": "num_iterations", "attack_eps_255": "eps_255",
+               "attack_seed": "seed", "ckpt_path": "ckpt_path"}  # fmt: skip
+
+
+def _reusable_report(run_dir: Path, overrides: dict) -> dict | None:
+    """The report in ``run_dir`` if a finished run with the same method, iterations, eps, seed, checkpoint and
+    number of images left it there, else None (the run is repeated). Its ``seconds`` are the original run's."""
+    path = run_dir / "attack_metrics.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text(encoding="utf-8"))
+    settings = report.get("settings", {})
+    same = all(str(settings.get(key)) == str(overrides[name]) for name, key in _REUSE_KEYS.items())
+    max_items = overrides.get("max_items")
+    same &= max_items is None or len(report.get("ids", [])) == int(max_items)
+    timing = run_dir / "seconds.json"
+    if same and timing.is_file():
+        report["seconds"] = json.loads(timing.read_text(encoding="utf-8"))["seconds"]
+    return report if same else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +157,15 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 start = time.perf_counter()
-                report = run_attack(bundle, configs, overrides, run_dir)
-                seconds = time.perf_counter() - start
+                report = _reusable_report(run_dir, overrides) if args.reuse else None
+                if report is None:
+                    report = run_attack(bundle, configs, overrides, run_dir)
+                else:
+                    print(f"   reusing {run_dir / 'attack_metrics.json'}", flush=True)
+                seconds = report.pop("seconds", None)
+                if seconds is None:
+                    seconds = time.perf_counter() - start
+                    atomic_write_text(run_dir / "seconds.json", json.dumps({"seconds": seconds}))
                 results.setdefault((label, float(eps)), {})[method] = report
                 n = len(report["ids"])
                 timing.append(

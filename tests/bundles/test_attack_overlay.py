@@ -113,6 +113,16 @@ def test_attack_protocol_script_compares_ti_and_ati_and_prints_the_bars(ceph_dat
     }
     assert moved["ti"] == moved["ati"]
 
+    # --reuse: the finished runs of the same settings are kept (an interrupted protocol resumes), same table
+    table = (tmp_path / "attack_table.csv").read_text(encoding="utf-8")
+    args = ["--dataset-dir", str(ceph_data), "--out", str(tmp_path), "--model", *model, "--eps", "4", "8", "--reuse"]
+    assert script.main([*args, "--iterations", "2"]) == 0
+    assert capsys.readouterr().out.count("reusing") == 4
+    assert (tmp_path / "attack_table.csv").read_text(encoding="utf-8") == table
+    # other settings (here the iterations) are attacked again
+    assert script.main([*args, "--iterations", "1", "--methods", "ti"]) == 0
+    assert "reusing" not in capsys.readouterr().out
+
 
 def test_attack_letters_script_writes_the_adversarial_image_perturbation_and_overlay(
     ceph_data, mtunet_trained, tmp_path
